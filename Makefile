@@ -1,0 +1,40 @@
+# One-command entry points. The install pins torch to the CPU build (an unpinned torch pulls
+# several GB of CUDA wheels); on a GPU machine install torch first, then `pip install -e ".[gpu]"`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fastdapo-installed
+export DS_ACCELERATOR ?= cpu
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install train test bench-kernels bench-packing bench-e2e plot clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)  ## the built-in toy DAPO run on CPU
+	$(VENV)/bin/fastdapo train $(ARGS)
+
+test: $(STAMP)  ## the whole test suite (Triton kernels run under the interpreter)
+	$(PY) -m pytest $(ARGS)
+
+bench-kernels: $(STAMP)
+	$(VENV)/bin/fastdapo bench kernels --preset cpu
+
+bench-packing: $(STAMP)
+	$(VENV)/bin/fastdapo bench packing
+
+bench-e2e: $(STAMP)
+	$(VENV)/bin/fastdapo bench e2e
+
+plot: $(STAMP)
+	$(VENV)/bin/fastdapo plot runs/toy
+
+clean:
+	rm -rf $(VENV) .cache runs .pytest_cache

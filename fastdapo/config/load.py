@@ -1,0 +1,148 @@
+"""YAML -> validated `Config`. Every error names the offending key in one line."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fastdapo.config.schema import Config
+
+TOY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy.yaml"
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the message names the key."""
+
+
+def _nearest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(options))})"
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, args[0])
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _check_meta(key: str, value: Any, meta) -> None:
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}")
+    if "range" in meta:
+        lo, hi = meta["range"]
+        bad_lo = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
+        bad_hi = hi is not None and value > hi
+        if bad_lo or bad_hi:
+            left = "(" if meta.get("lo_open") else "["
+            span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+            raise ConfigError(f"{key}: {value!r} is out of range; allowed {span}")
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in data:
+        if name not in fields:
+            where = f"{prefix}.{name}" if prefix else str(name)
+            raise ConfigError(f"unknown key '{where}'{_nearest(str(name), fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, key)
+        else:
+            kwargs[name] = _coerce(key, value, tp)
+            _check_meta(key, kwargs[name], fields[name].metadata)
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config) -> None:
+    a, r = cfg.algorithm, cfg.rollout
+    if a.mini_batch_size > a.train_batch_size:
+        raise ConfigError(f"algorithm.mini_batch_size: {a.mini_batch_size} exceeds algorithm.train_batch_size {a.train_batch_size}")
+    if a.overlong_shaping and a.overlong_buffer_len >= r.max_response_length:
+        raise ConfigError(
+            f"algorithm.overlong_buffer_len: {a.overlong_buffer_len} must be below rollout.max_response_length {r.max_response_length}")
+    if r.n < 2 and a.dynamic_sampling:
+        raise ConfigError("rollout.n: group size must be >= 2 for group advantages with dynamic sampling")
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`section.key=value` strings; the value is parsed as YAML (numbers, bools, lists, null)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        path, raw = item.split("=", 1)
+        parts = path.strip().split(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: '{p}' is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML file (None -> built-in toy config), apply overrides, validate."""
+    data: dict = {}
+    source = Path(path) if path else (TOY_CONFIG if TOY_CONFIG.exists() else None)
+    if source is not None:
+        if not source.exists():
+            raise ConfigError(f"config file not found: {source}")
+        try:
+            data = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = apply_overrides(data, list(overrides or []))
+    cfg = _build(Config, data, "")
+    _cross_checks(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

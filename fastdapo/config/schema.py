@@ -1,0 +1,131 @@
+"""Typed run configuration. YAML sections map one-to-one onto these dataclasses.
+
+Defaults are the built-in toy run (configs/toy.yaml mirrors them). Field metadata carries the
+allowed range or choices that `load.validate` enforces, so every rule lives next to its field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+def rng(lo=None, hi=None, *, help: str = "", lo_open: bool = False):
+    return {"range": (lo, hi), "lo_open": lo_open, "help": help}
+
+
+def choice(*options, help: str = ""):
+    return {"choices": options, "help": help}
+
+
+@dataclass
+class ModelConfig:
+    path: str = field(default="toy", metadata={"help": "'toy' (built-in tiny Qwen2) or a local Hugging Face model directory"})
+    dtype: str = field(default="auto", metadata=choice("auto", "float32", "bfloat16", "float16"))
+    attn_implementation: str = field(default="auto", metadata=choice("auto", "sdpa", "flash_attention_2", "eager"))
+    use_liger: str = field(default="auto", metadata=choice("auto", "on", "off", help="Liger RMSNorm/RoPE/SwiGLU; auto = on for CUDA"))
+    gradient_checkpointing: bool = False
+    # Built-in toy model and its supervised warm start (ignored for a real model path).
+    toy_hidden_size: int = field(default=128, metadata=rng(8, 4096))
+    toy_layers: int = field(default=2, metadata=rng(1, 64))
+    toy_heads: int = field(default=4, metadata=rng(1, 64))
+    toy_sft_steps: int = field(default=600, metadata=rng(0, None))
+    toy_sft_lr: float = field(default=1e-3, metadata=rng(0, 1, lo_open=True))
+    toy_sft_noise: float = field(default=0.5, metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2"))
+    cache_dir: str = field(default=".cache/fastdapo", metadata={"help": "where the warm-started toy model is cached"})
+
+
+@dataclass
+class DataConfig:
+    train_files: list[str] = field(default_factory=list, metadata={"help": "parquet/jsonl files; empty = built-in toy task"})
+    eval_files: list[str] = field(default_factory=list)
+    max_prompt_length: int = field(default=2048, metadata=rng(1, None))
+    apply_chat_template: bool = True
+    shuffle: bool = True
+    toy_eval_size: int = field(default=256, metadata=rng(1, None))
+    toy_max_operand: int = field(default=20, metadata=rng(2, 10**6))
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = field(default="hf", metadata=choice("hf", "vllm"))
+    n: int = field(default=8, metadata=rng(1, 1024, help="responses per prompt (group size G)"))
+    temperature: float = field(default=1.0, metadata=rng(0, 10))
+    top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True))
+    max_response_length: int = field(default=24, metadata=rng(1, None))
+    batch_size: int = field(default=512, metadata=rng(1, None, help="sequences per generate() call"))
+    eval_n: int = field(default=4, metadata=rng(1, 1024))
+    eval_temperature: float = field(default=1.0, metadata=rng(0, 10))
+    eval_top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True))
+    gpu_memory_utilization: float = field(default=0.5, metadata=rng(0, 1, lo_open=True))
+    tensor_parallel_size: int = field(default=1, metadata=rng(1, 64))
+
+
+@dataclass
+class AlgorithmConfig:
+    eps_low: float = field(default=0.2, metadata=rng(0, 1))
+    eps_high: float = field(default=0.28, metadata=rng(0, 10))
+    dual_clip: Optional[float] = field(default=None, metadata=rng(1, None, lo_open=True, help="dual-clip c for A<0; null = off"))
+    train_batch_size: int = field(default=32, metadata=rng(1, None, help="prompts per rollout step"))
+    gen_batch_size: int = field(default=48, metadata=rng(1, None, help="prompts generated per sampling round"))
+    max_num_gen_batches: int = field(default=4, metadata=rng(0, None, help="0 = unlimited"))
+    dynamic_sampling: bool = True
+    mini_batch_size: int = field(default=16, metadata=rng(1, None, help="prompts per optimizer update"))
+    ppo_epochs: int = field(default=1, metadata=rng(1, 100))
+    max_tokens_per_micro_batch: int = field(default=8192, metadata=rng(16, None))
+    overlong_shaping: bool = True
+    overlong_buffer_len: int = field(default=8, metadata=rng(0, None))
+    overlong_penalty_factor: float = field(default=1.0, metadata=rng(0, None))
+    overlong_filtering: bool = False
+    kl_coef: float = field(default=0.0, metadata=rng(0, 0, help="no KL term in DAPO"))
+    entropy_coef: float = field(default=0.0, metadata=rng(0, None))
+    kernel_impl: str = field(default="auto", metadata=choice("auto", "triton", "torch"))
+    reward_timeout_s: float = field(default=5.0, metadata=rng(0, None, lo_open=True))
+    reward_workers: int = field(default=0, metadata=rng(0, 256))
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = field(default=2e-4, metadata=rng(0, 1, lo_open=True))
+    warmup_steps: int = field(default=2, metadata=rng(0, None))
+    weight_decay: float = field(default=0.1, metadata=rng(0, 1))
+    grad_clip: float = field(default=1.0, metadata=rng(0, None))
+    beta1: float = field(default=0.9, metadata=rng(0, 1))
+    beta2: float = field(default=0.999, metadata=rng(0, 1))
+
+
+@dataclass
+class DistributedConfig:
+    zero_stage: int = field(default=2, metadata=rng(0, 3))
+    backend: str = field(default="auto", metadata=choice("auto", "gloo", "nccl"))
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    deepspeed_config: Optional[str] = field(default=None, metadata={"help": "user DeepSpeed JSON merged over the generated one"})
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/toy"
+    steps: int = field(default=30, metadata=rng(1, None, help="rollout steps"))
+    seed: int = 0
+    device: str = field(default="auto", metadata=choice("auto", "cpu", "cuda"))
+    eval_every: int = field(default=0, metadata=rng(0, None, help="0 = only at step 0 and at the end"))
+    save_every: int = field(default=10, metadata=rng(0, None, help="0 = never"))
+    keep_last: int = field(default=2, metadata=rng(1, None))
+    resume: str = field(default="auto", metadata={"help": "'auto' (latest checkpoint in output_dir), 'never', or a path"})
+    log_samples_every: int = field(default=10, metadata=rng(0, None))
+    max_nonfinite_skips: int = field(default=3, metadata=rng(0, None))
+    progress: bool = True
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "fastdapo"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    run: RunConfig = field(default_factory=RunConfig)
