@@ -1,0 +1,81 @@
+"""`fastdapo eval` end to end: tiny random Qwen2 + in-process tokenizer, real AIME fixture."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from fastdapo.evaluation.cli import eval_command, load_model_for_eval
+from fastdapo.toy.tokenizer import build_char_tokenizer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-qwen2")
+    tok = build_char_tokenizer()
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                      bos_token_id=tok.eos_token_id)
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _invoke(args):
+    result = CliRunner().invoke(eval_command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_eval_end_to_end(model_dir, tmp_path):
+    out = tmp_path / "aime.jsonl"
+    res = _invoke(["--model", str(model_dir), "--data", str(FIXTURES / "aime-2024.parquet"), "--n", "2",
+                   "--max-new-tokens", "6", "--max-prompt-length", "4096", "--batch-size", "4", "--limit", "3",
+                   "--out", str(out), "--json", "--no-progress", "--device", "cpu"])
+    summary = json.loads(res.stdout)
+    assert summary["num_problems"] == 3 and summary["k"] == 2 and summary["num_samples"] == 6
+    assert {"avg@2", "pass@2", "maj@2"} <= set(summary)
+    assert summary["avg@2"] == 0.0          # a random model does not solve AIME
+    assert 0 < summary["response_length/mean"] <= 6
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["ground_truth"] for r in rows] == ["204", "113", "371"]
+    assert all(len(r["accs"]) == 2 and len(r["lengths"]) == 2 for r in rows)
+
+
+def test_eval_table_output_and_default_out(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _invoke(["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"), "--n", "1",
+                   "--max-new-tokens", "4", "--max-prompt-length", "4096", "--limit", "2", "--device", "cpu"])
+    assert "avg@1" in res.stdout and "pass@1" in res.stdout
+    assert (tmp_path / "eval-amc-2023.jsonl").exists()
+
+
+def test_eval_reports_bad_model_dir(tmp_path):
+    result = CliRunner().invoke(eval_command, ["--model", str(tmp_path), "--data",
+                                               str(FIXTURES / "aime-2024.jsonl")])
+    assert result.exit_code != 0 and "no config.json" in result.output
+
+
+def test_eval_reports_malformed_data(model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?"}\n')
+    result = CliRunner().invoke(eval_command, ["--model", str(model_dir), "--data", str(bad), "--device", "cpu"])
+    assert result.exit_code != 0 and "row 1" in result.output and "'answer'" in result.output
+
+
+def test_load_model_for_eval_sets_left_padding(model_dir):
+    model, tok = load_model_for_eval(model_dir, device="cpu")
+    assert tok.padding_side == "left" and tok.pad_token_id is not None
+    assert not model.training
+
+
+def test_eval_attached_to_cli():
+    from fastdapo.cli import main
+
+    assert "eval" in main.commands
