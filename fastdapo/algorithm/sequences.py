@@ -1,0 +1,27 @@
+"""Kept groups -> per-sequence training rows (advantage broadcast, loss mask, overlong filter)."""
+from __future__ import annotations
+
+import torch
+
+from fastdapo.algorithm.advantage import group_advantages
+from fastdapo.algorithm.dynamic_sampling import Group
+from fastdapo.training.packing import Sequence
+
+
+def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list[Sequence], list[int]]:
+    """Returns the sequences and, for each, the index of its group (mini-batches split on groups)."""
+    seqs: list[Sequence] = []
+    group_of: list[int] = []
+    for gi, g in enumerate(groups):
+        adv = group_advantages(torch.tensor(g.scores), len(g.scores))
+        for gen, a in zip(g.generations, adv.tolist()):
+            p, r = len(gen.prompt_ids), len(gen.response_ids)
+            ids = torch.tensor(gen.prompt_ids + gen.response_ids, dtype=torch.long)
+            mask = torch.zeros(p + r, dtype=torch.bool)
+            # Position t predicts token t+1: response tokens are predicted from p-1 .. p+r-2.
+            if not (overlong_filtering and gen.truncated):
+                mask[p - 1: p + r - 1] = True
+            seqs.append(Sequence(input_ids=ids, loss_mask=mask,
+                                 fields={"advantages": torch.full((p + r,), a, dtype=torch.float32)}))
+            group_of.append(gi)
+    return seqs, group_of

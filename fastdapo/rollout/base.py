@@ -1,0 +1,35 @@
+"""Rollout engine contract: prompts in, grouped generations out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+
+@dataclass
+class Generation:
+    prompt_index: int          # index into the prompt list given to generate()
+    prompt_ids: list[int]
+    response_ids: list[int]    # includes the EOS token when one was produced
+    text: str                  # decoded response, special tokens removed
+    truncated: bool            # stopped by max_new_tokens, not by EOS
+
+
+class RolloutEngine(ABC):
+    """Generates `n` samples per prompt; samples of one prompt are contiguous in the output."""
+
+    @abstractmethod
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        ...
+
+    def update_weights(self, model: torch.nn.Module) -> None:
+        """Push the trainer's current weights into the engine (no-op when it shares them)."""

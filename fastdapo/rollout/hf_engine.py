@@ -1,0 +1,63 @@
+"""Rollouts with Hugging Face `generate`: the engine that runs everywhere (CPU included)."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import GenerationConfig
+
+from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams
+
+
+class HFEngine(RolloutEngine):
+    """Shares the actor's parameters, so weight sync is free."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 256, gather_context=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        # Under ZeRO-3 the trainer passes a context that gathers the sharded parameters.
+        self.gather_context = gather_context or contextlib.nullcontext
+
+    def _gen_config(self, params: SamplingParams) -> GenerationConfig:
+        greedy = params.temperature <= 0
+        return GenerationConfig(
+            do_sample=not greedy, temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p, top_k=None if greedy else 0,
+            max_new_tokens=params.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(params.n)]
+        gen_cfg = self._gen_config(params)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        out: list[Generation] = []
+        try:
+            with self.gather_context():
+                for start in range(0, len(jobs), self.batch_size):
+                    chunk = jobs[start:start + self.batch_size]
+                    width = max(len(p) for _, p in chunk)
+                    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                    att = torch.zeros((len(chunk), width), dtype=torch.long)
+                    for row, (_, p) in enumerate(chunk):  # left padding keeps every prompt's end aligned
+                        ids[row, width - len(p):] = torch.tensor(p)
+                        att[row, width - len(p):] = 1
+                    seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
+                                               generation_config=gen_cfg)
+                    for (idx, p), row in zip(chunk, seqs[:, width:].tolist()):
+                        out.append(self._to_generation(idx, p, row, eos, pad))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _to_generation(self, idx: int, prompt: list[int], row: list[int], eos: int, pad: int) -> Generation:
+        if eos in row:
+            resp, truncated = row[: row.index(eos) + 1], False
+        else:
+            resp, truncated = row, True
+        text = self.tokenizer.decode(resp, skip_special_tokens=True)
+        return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated)

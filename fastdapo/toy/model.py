@@ -1,0 +1,97 @@
+"""Tiny Qwen2 for the built-in task, warm-started by a short supervised stage (cached on disk).
+
+The warm start imitates a noisy teacher: with probability `toy_sft_noise` the demonstrated answer is
+off by 1 or 2. The model learns the format and the arithmetic (the correct answer stays the mode, so
+greedy decoding is mostly right) but samples wrong answers often at temperature 1.0: sampled accuracy
+sits well below 100%, leaving room for RL to sharpen the policy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+from fastdapo.config.schema import Config
+from fastdapo.toy.task import PROMPT, solve, toy_splits
+from fastdapo.toy.tokenizer import build_char_tokenizer
+
+log = logging.getLogger(__name__)
+TOY_VERSION = 2  # bump when the task, tokenizer or recipe changes so stale caches are not reused
+
+
+def tiny_qwen2(vocab_size: int, hidden: int, layers: int, heads: int, seed: int = 0) -> Qwen2ForCausalLM:
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+                      max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=1, attn_implementation="sdpa")
+    return Qwen2ForCausalLM(cfg)
+
+
+def _cache_key(cfg: Config) -> str:
+    m, d = cfg.model, cfg.data
+    spec = dict(v=TOY_VERSION, h=m.toy_hidden_size, l=m.toy_layers, a=m.toy_heads, s=m.toy_sft_steps,
+                lr=m.toy_sft_lr, nz=m.toy_sft_noise, op=d.toy_max_operand, ev=d.toy_eval_size)
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, batch: int = 64) -> None:
+    rng = random.Random(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10))
+    model.train()
+    for _ in range(steps):
+        rows, masks = [], []
+        for a, op, b in rng.sample(problems, min(batch, len(problems))):
+            p = tokenizer(PROMPT.format(a=a, op=op, b=b), add_special_tokens=False)["input_ids"]
+            answer = solve(a, op, b) + (rng.choice((-2, -1, 1, 2)) if rng.random() < noise else 0)
+            r = tokenizer(f"Answer: {answer}", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            rows.append(p + r)
+            masks.append([0] * len(p) + [1] * len(r))
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        labels = torch.tensor([[t if m else -100 for t, m in zip(r, mk)] + [-100] * (width - len(r))
+                               for r, mk in zip(rows, masks)])
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def toy_model_dir(cfg: Config) -> Path:
+    """Path of the warm-started toy model, building it on first use."""
+    target = Path(cfg.model.cache_dir) / f"toy-{_cache_key(cfg)}"
+    if (target / "config.json").exists():
+        return target
+    log.info("warm-starting the toy model (%d supervised steps; cached at %s)", cfg.model.toy_sft_steps, target)
+    tokenizer = build_char_tokenizer()
+    m = cfg.model
+    model = tiny_qwen2(len(tokenizer), m.toy_hidden_size, m.toy_layers, m.toy_heads)
+    train, _ = toy_splits(cfg.data.toy_max_operand, cfg.data.toy_eval_size)
+    with torch.random.fork_rng():
+        _sft(model, tokenizer, train, m.toy_sft_steps, m.toy_sft_lr, m.toy_sft_noise)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model_and_tokenizer(path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+    return model, tokenizer

@@ -1,0 +1,134 @@
+"""Actor passes: old log-probs (forward only) and the mini-batch DAPO updates.
+
+Token-level loss: every micro-batch's loss is divided by the number of loss tokens of the WHOLE
+mini-batch (all micro-batches, all ranks), and DeepSpeed's own 1/GAS and 1/world scaling are undone,
+so the summed gradient equals the gradient of one big batch.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from fastdapo.training import distributed as D
+from fastdapo.training.packing import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
+                                       scatter_back)
+
+
+@dataclass
+class UpdateStats:
+    losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    clip_low: float = 0.0            # token-weighted sums, divided at the end
+    clip_high: float = 0.0
+    tokens: float = 0.0
+    skipped: int = 0
+    lr: float = 0.0
+
+    def summary(self) -> dict:
+        t = max(self.tokens, 1.0)
+        finite = [g for g in self.grad_norms if math.isfinite(g)]
+        return {"loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
+                "grad_norm": sum(finite) / len(finite) if finite else 0.0,
+                "clip_frac/low": self.clip_low / t, "clip_frac/high": self.clip_high / t,
+                "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses)}
+
+
+class Actor:
+    def __init__(self, engine, max_tokens: int, device: torch.device, max_nonfinite_skips: int = 3):
+        self.engine = engine
+        self.max_tokens = max_tokens
+        self.device = device
+        self.max_nonfinite_skips = max_nonfinite_skips
+        self.nonfinite_in_a_row = 0
+        self.last_padding_frac = 0.0
+
+    @property
+    def policy(self):
+        return self.engine.module
+
+    def _micro_batches(self, seqs: list[Sequence]):
+        # Every rank runs the same number of micro-batches, or collectives would hang.
+        need = num_micro_batches_needed([len(s) for s in seqs], self.max_tokens) if seqs else 0
+        count = int(D.all_reduce([need], "max")[0])
+        mbs = make_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=self._attn_impl())
+        self.last_padding_frac = padding_fraction(mbs)
+        return mbs
+
+    def _attn_impl(self) -> str:
+        impl = getattr(self.policy.model.config, "_attn_implementation", "sdpa") or "sdpa"
+        return impl if impl in ("sdpa", "eager", "flash_attention_2", "flash_attention_3") else "sdpa"
+
+    def _to_device(self, mb):
+        d = self.device
+        mb.input_ids, mb.position_ids, mb.targets, mb.loss_mask = (
+            mb.input_ids.to(d), mb.position_ids.to(d), mb.targets.to(d), mb.loss_mask.to(d))
+        if mb.attention_mask is not None:
+            mb.attention_mask = mb.attention_mask.to(d)
+        mb.cu_seqlens = mb.cu_seqlens.to(d)
+        mb.fields = {k: v.to(d) for k, v in mb.fields.items()}
+        return mb
+
+    @torch.no_grad()
+    def score(self, seqs: list[Sequence]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-sequence (log-probs, entropy) at the rollout temperature, aligned to predicting positions."""
+        self.engine.eval()
+        mbs = self._micro_batches(seqs)
+        lps, ents = [], []
+        for mb in mbs:
+            lp, ent = self.engine(self._to_device(mb), score_only=True)
+            lps.append(lp.float().cpu())
+            ents.append(ent.float().cpu())
+        self.engine.train()
+        return scatter_back(mbs, lps, len(seqs)), scatter_back(mbs, ents, len(seqs))
+
+    def update(self, seqs: list[Sequence], group_of: list[int], mini_batch_groups: int, epochs: int,
+               rng: random.Random) -> UpdateStats:
+        stats = UpdateStats()
+        n_groups = max(group_of) + 1 if group_of else 0
+        # Equal mini-batch count on every rank keeps optimizer steps in lock-step.
+        n_minis = int(D.all_reduce([math.ceil(n_groups / mini_batch_groups)], "max")[0])
+        for _ in range(epochs):
+            order = list(range(n_groups))
+            rng.shuffle(order)
+            for m in range(n_minis):
+                chosen = set(order[m * mini_batch_groups:(m + 1) * mini_batch_groups])
+                self._update_one([s for s, g in zip(seqs, group_of) if g in chosen], stats)
+        return stats
+
+    def _update_one(self, mini: list[Sequence], stats: UpdateStats) -> None:
+        world = D.world_size()
+        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
+        mbs = self._micro_batches(mini)
+        loss_total = 0.0
+        norm_t = torch.tensor(max(normalizer, 1.0) / world, device=self.device)  # x world undoes DP averaging
+        for k, mb in enumerate(mbs):
+            self.engine.set_gradient_accumulation_boundary(k == len(mbs) - 1)
+            loss, st = self.engine(self._to_device(mb), normalizer=norm_t)
+            self.engine.backward(loss, scale_wrt_gas=False)
+            self.engine.step()
+            loss_total += float(loss.detach()) / world
+            n_tok = float(mb.loss_mask.sum())
+            stats.clip_low += float(st["clip_frac_low"]) * n_tok
+            stats.clip_high += float(st["clip_frac_high"]) * n_tok
+            stats.tokens += n_tok
+        loss_total = D.all_reduce([loss_total], "sum")[0]
+        grad_norm = self.engine.get_global_grad_norm()
+        grad_norm = float(grad_norm) if grad_norm is not None else 0.0
+        stats.losses.append(loss_total)
+        stats.grad_norms.append(grad_norm)
+        stats.lr = self.engine.get_lr()[0]
+        self._track_nonfinite(loss_total, grad_norm, stats)
+
+    def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:
+        # DeepSpeed already skips the step when the global gradient norm overflows; we count and bound it.
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            self.nonfinite_in_a_row = 0
+            return
+        stats.skipped += 1
+        self.nonfinite_in_a_row += 1
+        if self.max_nonfinite_skips and self.nonfinite_in_a_row > self.max_nonfinite_skips:
+            raise FloatingPointError(f"{self.nonfinite_in_a_row} non-finite updates in a row (loss={loss}, "
+                                     f"grad_norm={grad_norm}); aborting (run.max_nonfinite_skips)")

@@ -1,0 +1,55 @@
+"""The trainable policy as DeepSpeed sees it: backbone -> last hidden states -> fused LM-head loss.
+
+The model is never asked for full-vocabulary logits: the LM-head weight goes straight into the
+fused kernel together with the hidden states.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo.training.packing import MicroBatch, backbone_kwargs
+
+
+@dataclass
+class LossSettings:
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    dual_clip: Optional[float] = None
+    temperature: float = 1.0
+    impl: str = "auto"
+
+
+class PolicyWithLoss(nn.Module):
+    def __init__(self, causal_lm: nn.Module, settings: LossSettings):
+        super().__init__()
+        self.model = causal_lm
+        self.settings = settings
+        self.backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+        self.lm_head = causal_lm.get_output_embeddings()
+        try:  # ZeRO-3 must fetch the LM head for this module's forward, which never calls lm_head()
+            import deepspeed
+
+            deepspeed.zero.register_external_parameter(self, self.lm_head.weight)
+        except Exception:
+            pass
+
+    def hidden(self, mb: MicroBatch) -> torch.Tensor:
+        out = self.backbone(**backbone_kwargs(mb, mask_dtype=self.lm_head.weight.dtype))
+        h = out.last_hidden_state
+        return h.reshape(-1, h.shape[-1])
+
+    def forward(self, mb: MicroBatch, normalizer: Optional[torch.Tensor] = None, score_only: bool = False):
+        s = self.settings
+        h = self.hidden(mb)
+        w = self.lm_head.weight
+        if score_only:
+            return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl)
+        return fused_linear_dapo_loss(
+            h, w, mb.targets, mb.fields["old_logprobs"], mb.fields["advantages"], mb.loss_mask,
+            eps_low=s.eps_low, eps_high=s.eps_high, temperature=s.temperature, normalizer=normalizer,
+            impl=s.impl, dual_clip=s.dual_clip)

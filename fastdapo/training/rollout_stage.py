@@ -1,0 +1,53 @@
+"""Rollout + reward for one generation round: prompts -> scored groups."""
+from __future__ import annotations
+
+from fastdapo.algorithm.dynamic_sampling import Group
+from fastdapo.algorithm.overlong import overlong_penalty
+from fastdapo.config.schema import Config
+from fastdapo.data.records import PromptRecord
+from fastdapo.rewards import score_batch
+from fastdapo.rollout.base import RolloutEngine, SamplingParams
+
+
+def sampling_params(cfg: Config, evaluation: bool = False) -> SamplingParams:
+    r = cfg.rollout
+    if evaluation:
+        return SamplingParams(n=r.eval_n, temperature=r.eval_temperature, top_p=r.eval_top_p,
+                              max_new_tokens=r.max_response_length)
+    return SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_response_length)
+
+
+def generate_and_score(engine: RolloutEngine, prompts: list[PromptRecord], cfg: Config, timer) -> list[Group]:
+    params = sampling_params(cfg)
+    with timer("rollout"):
+        gens = engine.generate([p.prompt_ids for p in prompts], params)
+    a = cfg.algorithm
+    with timer("reward"):
+        results = score_batch([g.text for g in gens], [prompts[g.prompt_index].ground_truth for g in gens],
+                              num_workers=a.reward_workers, timeout_s=a.reward_timeout_s)
+    groups = []
+    for i, prompt in enumerate(prompts):
+        chunk = slice(i * params.n, (i + 1) * params.n)
+        g_gens, g_res = gens[chunk], results[chunk]
+        scores = []
+        for g, res in zip(g_gens, g_res):
+            s = res.score
+            if a.overlong_shaping:
+                s += overlong_penalty(len(g.response_ids), cfg.rollout.max_response_length,
+                                      a.overlong_buffer_len, a.overlong_penalty_factor)
+            scores.append(s)
+        groups.append(Group(prompt=prompt, generations=g_gens, scores=scores, accs=[r.acc for r in g_res]))
+    return groups
+
+
+def evaluate_accuracy(engine: RolloutEngine, records: list[PromptRecord], cfg: Config) -> float:
+    """Mean sampled accuracy (avg@eval_n) on this rank's share of the eval prompts, reduced over ranks."""
+    from fastdapo.training import distributed as D
+
+    mine = records[D.rank()::D.world_size()]
+    params = sampling_params(cfg, evaluation=True)
+    gens = engine.generate([p.prompt_ids for p in mine], params) if mine else []
+    res = score_batch([g.text for g in gens], [mine[g.prompt_index].ground_truth for g in gens],
+                      num_workers=cfg.algorithm.reward_workers, timeout_s=cfg.algorithm.reward_timeout_s)
+    correct, total = D.all_reduce([sum(r.acc for r in res), len(res)])
+    return correct / max(total, 1)

@@ -1,0 +1,95 @@
+"""Build what a run needs from its config: device, dtype, model, tokenizer, prompt sets."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from fastdapo.config.schema import Config
+from fastdapo.data.records import PromptRecord
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Workspace:
+    model: torch.nn.Module
+    tokenizer: object
+    model_dir: str
+    train: list[PromptRecord]
+    eval: list[PromptRecord]
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def resolve_attn(name: str, device: torch.device) -> str:
+    if name != "auto":
+        if name.startswith("flash_attention"):
+            try:
+                import flash_attn  # noqa: F401
+            except ImportError:
+                raise RuntimeError("model.attn_implementation=flash_attention_2 needs flash-attn: "
+                                   "pip install 'fastdapo[gpu]' (CUDA machines only)") from None
+        return name
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool:
+    """Liger's fused RMSNorm/RoPE/SwiGLU; the LM head and loss stay ours."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return False
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError:
+        if mode == "on":
+            raise RuntimeError("model.use_liger=on needs liger-kernel: pip install 'fastdapo[gpu]'") from None
+        return False
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
+    return True
+
+
+def build_workspace(cfg: Config, device: torch.device) -> Workspace:
+    from fastdapo.toy.model import load_model_and_tokenizer, toy_model_dir
+
+    dtype = resolve_dtype(cfg.model.dtype, device)
+    model_dir = str(toy_model_dir(cfg)) if cfg.model.path == "toy" else cfg.model.path
+    model, tokenizer = load_model_and_tokenizer(model_dir, dtype=dtype,
+                                                attn_implementation=resolve_attn(cfg.model.attn_implementation, device))
+    apply_liger(model, cfg.model.use_liger, device)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = True  # generation keeps its KV cache; packing passes use_cache=False itself
+    train, evals = build_prompts(cfg, tokenizer)
+    return Workspace(model=model.to(device), tokenizer=tokenizer, model_dir=model_dir, train=train, eval=evals)
+
+
+def build_prompts(cfg: Config, tokenizer) -> tuple[list[PromptRecord], list[PromptRecord]]:
+    d = cfg.data
+    if not d.train_files:
+        from fastdapo.toy.task import to_records, toy_splits
+
+        train, evals = toy_splits(d.toy_max_operand, d.toy_eval_size)
+        return to_records(train, tokenizer), to_records(evals, tokenizer)
+    from fastdapo.data.loader import load_prompts
+
+    def load(files):
+        out = []
+        for f in files:
+            recs, _ = load_prompts(f, tokenizer, d.max_prompt_length, apply_chat_template=d.apply_chat_template)
+            out += recs
+        return out
+
+    return load(d.train_files), load(d.eval_files)

@@ -1,0 +1,114 @@
+"""The DAPO training loop, top to bottom in data-flow order:
+
+rollout -> reward -> dynamic-sampling filter -> advantage -> pack -> old log-probs
+        -> mini-batch updates (token-level loss) -> optimizer step -> weight sync -> metrics / checkpoint
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastdapo.algorithm.dynamic_sampling import collect
+from fastdapo.algorithm.sequences import build_sequences
+from fastdapo.config import Config, save_config
+from fastdapo.rollout.registry import build_engine
+from fastdapo.training import distributed as D
+from fastdapo.training.actor import Actor
+from fastdapo.training.ds_engine import build_ds_engine
+from fastdapo.training.metrics import MetricsWriter, Timer, rollout_metrics, token_mean
+from fastdapo.training.policy import LossSettings, PolicyWithLoss
+from fastdapo.training.progress import StepProgress, setup_logging
+from fastdapo.training.prompt_stream import PromptStream
+from fastdapo.training.rollout_stage import evaluate_accuracy, generate_and_score
+from fastdapo.training.setup import build_workspace, resolve_dtype
+
+log = logging.getLogger("fastdapo")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(cfg: Config) -> dict:
+    device = D.resolve_device(cfg.run.device)
+    D.init_distributed(device, cfg.distributed.backend)
+    setup_logging()
+    seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
+    run_dir = Path(cfg.run.output_dir)
+    if D.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+    ws = build_workspace(cfg, device)
+    a = cfg.algorithm
+    settings = LossSettings(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
+    engine = build_ds_engine(PolicyWithLoss(ws.model, settings), cfg, resolve_dtype(cfg.model.dtype, device), device)
+    actor = Actor(engine, a.max_tokens_per_micro_batch, device, cfg.run.max_nonfinite_skips)
+    rollout = build_engine(cfg.rollout.engine, model=ws.model, tokenizer=ws.tokenizer, batch_size=cfg.rollout.batch_size)
+    stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
+    rng = random.Random(cfg.run.seed)
+    writer = MetricsWriter(run_dir)
+    log.info("model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
+             ws.model_dir, len(ws.train), len(ws.eval), D.world_size(), device.type, cfg.distributed.zero_stage)
+
+    acc_before = evaluate_accuracy(rollout, ws.eval, cfg) if ws.eval else None
+    if acc_before is not None:
+        log.info("step 0 eval/acc %.3f", acc_before)
+        writer.write({"step": 0, "eval/acc": acc_before})
+
+    last: dict = {}
+    with StepProgress(cfg.run.steps, enabled=cfg.run.progress) as progress:
+        for step in range(1, cfg.run.steps + 1):
+            timer = Timer()
+            t0 = time.perf_counter()
+            # 1-3. rollout + reward, repeated until enough informative groups survive the filter
+            outcome = collect(stream.next, lambda ps: generate_and_score(rollout, ps, cfg, timer),
+                              a.train_batch_size, a.gen_batch_size, a.max_num_gen_batches, a.dynamic_sampling,
+                              global_count=lambda n: int(D.all_reduce([n])[0]))
+            # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
+            seqs, group_of = build_sequences(outcome.kept, a.overlong_filtering)
+            # 5. old log-probs, once per rollout step (fused kernel, forward only)
+            with timer("old_logprobs"):
+                old_lp, entropy = actor.score(seqs)
+            for s, lp in zip(seqs, old_lp):
+                s.fields["old_logprobs"] = lp
+            # 6-7. mini-batch updates with the token-level DAPO loss; DeepSpeed optimizer steps
+            with timer("train"):
+                upd = actor.update(seqs, group_of, max(1, a.mini_batch_size // D.world_size()), a.ppo_epochs, rng)
+            # 8. weight sync (free for the HF engine, which shares the actor's parameters)
+            rollout.update_weights(ws.model)
+
+            step_time = time.perf_counter() - t0
+            masks = [s.loss_mask for s in seqs]
+            tokens = D.all_reduce([sum(len(g.prompt_ids) + len(g.response_ids)
+                                       for grp in outcome.generated for g in grp.generations)])[0]
+            last = {"step": step, **rollout_metrics(outcome, cfg.rollout.max_response_length),
+                    "entropy/mean": token_mean(entropy, masks),
+                    "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks),
+                    **upd.summary(), "packing/padding_frac": actor.last_padding_frac,
+                    "time/rollout": timer.totals.get("rollout", 0.0), "time/reward": timer.totals.get("reward", 0.0),
+                    "time/old_logprobs": timer.totals.get("old_logprobs", 0.0),
+                    "time/train": timer.totals.get("train", 0.0), "time/step": step_time,
+                    "throughput/tokens_per_s": tokens / step_time}
+            if not outcome.kept:
+                log.warning("step %d: no informative group was collected; the update was skipped", step)
+            if cfg.run.eval_every and step % cfg.run.eval_every == 0 and step != cfg.run.steps and ws.eval:
+                last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
+            if step == cfg.run.steps and ws.eval:
+                last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
+            writer.write(last)
+            progress.update(last)
+
+    acc_after = last.get("eval/acc")
+    if acc_before is not None and acc_after is not None:
+        log.info("accuracy before -> after: %.3f -> %.3f (%+.1f points, sampled at T=%.2f, %d eval prompts x %d)",
+                 acc_before, acc_after, 100 * (acc_after - acc_before), cfg.rollout.eval_temperature,
+                 len(ws.eval), cfg.rollout.eval_n)
+    return {"acc_before": acc_before, "acc_after": acc_after, "last": last, "run_dir": str(run_dir)}
