@@ -1,0 +1,87 @@
+"""Variable-length (packed) attention without a ``[T, T]`` mask, for back-ends without flash-attention.
+
+:func:`varlen_sdpa_attention_forward` takes the same ``cu_seq_lens_q`` keyword arguments transformers
+hands to flash-attention's varlen kernel and runs PyTorch's causal SDPA on each packed sequence
+separately. Compared with the 4-D block-diagonal mask it neither builds a ``T x T`` mask nor spends
+attention FLOPs on the masked-out blocks (``sum L_i^2`` instead of ``T^2``).
+
+Use::
+
+    name = register_varlen_sdpa()            # once per process
+    model.set_attn_implementation(name)      # or config._attn_implementation = name before building
+    mbs = make_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen")
+    hidden = model.model(**backbone_kwargs(mb)).last_hidden_state[0]
+
+If the model is left on plain ``"sdpa"``, the same keyword arguments still isolate the sequences:
+transformers derives a packed-sequence mask from the restarting position ids (no cache is used).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["VARLEN_SDPA", "register_varlen_sdpa", "varlen_sdpa_attention_forward", "cu_seqlens_from_position_ids"]
+
+VARLEN_SDPA = "fastdapo_varlen_sdpa"
+
+
+def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """``[1, T]`` position ids restarting at 0 for every sequence -> ``[S+1]`` int32 boundaries."""
+    pos = position_ids.reshape(-1)
+    starts = (pos == 0).nonzero().reshape(-1)
+    if starts.numel() == 0 or starts[0] != 0:
+        starts = torch.cat([starts.new_zeros(1), starts])
+    end = torch.tensor([pos.numel()], device=pos.device, dtype=starts.dtype)
+    return torch.cat([starts, end]).to(torch.int32)
+
+
+def varlen_sdpa_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # [1, heads, T, D]
+    key: torch.Tensor,  # [1, kv_heads, T, D]
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    sliding_window: int | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    cu_seq_lens_k: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention over packed sequences, one causal SDPA call per sequence. Returns ``[1, T, heads, D]``."""
+    if query.shape[0] != 1:
+        raise ValueError(f"{VARLEN_SDPA} expects one packed row (batch 1), got batch {query.shape[0]}")
+    if attention_mask is not None:
+        raise ValueError(f"{VARLEN_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
+    if cu_seq_lens_k is not None and cu_seq_lens_q is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
+        raise ValueError(f"{VARLEN_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")
+    t = query.shape[2]
+    if cu_seq_lens_q is None:
+        cu_seq_lens_q = cu_seqlens_from_position_ids(position_ids) if position_ids is not None else None
+    bounds = cu_seq_lens_q.tolist() if cu_seq_lens_q is not None else [0, t]
+    if bounds[-1] != t:
+        raise ValueError(f"cu_seq_lens_q ends at {bounds[-1]} but the row holds {t} tokens")
+    if sliding_window is not None and max(b - a for a, b in zip(bounds[:-1], bounds[1:])) > sliding_window:
+        raise NotImplementedError(f"{VARLEN_SDPA} does not implement sliding-window attention")
+
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    outs = [
+        F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
+                                       dropout_p=dropout, is_causal=True, scale=scaling)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_varlen_sdpa() -> str:
+    """Register the varlen SDPA attention with transformers (idempotent); returns its implementation name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention_forward)
+    return VARLEN_SDPA
