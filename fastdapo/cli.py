@@ -67,6 +67,7 @@ def _attach_all() -> None:
     _attach_optional(bench, "bench.packing", "packing_command")
     _attach_optional(bench, "bench.e2e", "e2e_command")
     _attach_optional(main, "fastdapo.evaluation.cli", "eval_command")
+    _attach_optional(main, "fastdapo.launch", "launch_command")
 
 
 _attach_all()

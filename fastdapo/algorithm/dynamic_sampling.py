@@ -29,47 +29,47 @@ class Group:
 
 @dataclass
 class SamplingOutcome:
-    kept: list[Group]
-    generated: list[Group] = field(default_factory=list)   # every group of every round (for metrics)
+    kept: list[Group]                                       # this rank's kept groups
+    generated: list[Group] = field(default_factory=list)    # every group of every round (for metrics)
+    kept_uids: list[int] = field(default_factory=list)      # kept prompt uids of ALL ranks, sorted
     gen_batches: int = 0
     exhausted: bool = False      # stopped by max_num_gen_batches before the batch was full
-
-    @property
-    def kept_frac(self) -> float:
-        return len(self.kept) / max(1, len(self.generated))
 
 
 def collect(next_prompts: Callable[[int], list[PromptRecord]], rollout: Callable[[list[PromptRecord]], list[Group]],
             train_batch_size: int, gen_batch_size: int, max_num_gen_batches: int, enabled: bool = True,
-            global_count: Callable[[int], int] = lambda n: n) -> SamplingOutcome:
-    """`global_count` sums a local count over data-parallel ranks so every rank stops together."""
+            gather: Callable[[list[int]], list[int]] = lambda uids: list(uids)) -> SamplingOutcome:
+    """`gather` concatenates a list over data-parallel ranks.
+
+    The kept set is chosen globally (the first `train_batch_size` informative prompts in stream
+    order), so it is the same whatever the number of processes.
+    """
     out = SamplingOutcome(kept=[])
-    if not enabled:
-        groups = rollout(next_prompts(train_batch_size))
-        out.kept, out.generated, out.gen_batches = list(groups), list(groups), 1
-        return out
+    candidates: list[Group] = []
     while True:
-        groups = rollout(next_prompts(gen_batch_size))
+        groups = rollout(next_prompts(train_batch_size if not enabled else gen_batch_size))
         out.generated += groups
-        out.kept += [g for g in groups if g.informative]
+        candidates += [g for g in groups if g.informative or not enabled]
         out.gen_batches += 1
-        if global_count(len(out.kept)) >= train_batch_size:
+        found = len(gather([g.prompt.uid for g in candidates]))
+        if not enabled or found >= train_batch_size:
             break
         if max_num_gen_batches and out.gen_batches >= max_num_gen_batches:
             out.exhausted = True
+            log.warning("dynamic sampling: %d of %d wanted informative groups after %d generation batches "
+                        "(%d groups generated, max_num_gen_batches=%d); continuing with the %d collected",
+                        found, train_batch_size, out.gen_batches, len(gather([g.prompt.uid for g in out.generated])),
+                        max_num_gen_batches, found)
             break
-    kept_total = global_count(len(out.kept))
-    if out.exhausted:
-        log.warning("dynamic sampling: %d of %d wanted informative groups after %d generation batches "
-                    "(%d groups generated, max_num_gen_batches=%d); continuing with the %d collected",
-                    kept_total, train_batch_size, out.gen_batches, global_count(len(out.generated)),
-                    max_num_gen_batches, kept_total)
     # Surplus groups are dropped, as in the reference implementation: the batch size stays fixed.
-    out.kept = out.kept[: _local_cap(len(out.kept), kept_total, train_batch_size)]
+    out.kept_uids = sorted(gather([g.prompt.uid for g in candidates]))[:train_batch_size]
+    chosen = set(out.kept_uids)
+    out.kept = [g for g in candidates if g.prompt.uid in chosen]
     return out
 
 
-def _local_cap(local: int, total: int, wanted: int) -> int:
-    if total <= wanted or total == 0:
-        return local
-    return max(0, round(local * wanted / total))
+def minibatch_plan(kept_uids: list[int], mini_batch_size: int, rng) -> list[set[int]]:
+    """Shuffle the global kept set (same rng on every rank) and cut it into mini-batches of prompts."""
+    order = list(kept_uids)
+    rng.shuffle(order)
+    return [set(order[i:i + mini_batch_size]) for i in range(0, len(order), mini_batch_size)]

@@ -9,10 +9,10 @@ from fastdapo.training.packing import Sequence
 
 
 def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list[Sequence], list[int]]:
-    """Returns the sequences and, for each, the index of its group (mini-batches split on groups)."""
+    """Returns the sequences and, for each, its prompt uid (mini-batches are cut on whole groups)."""
     seqs: list[Sequence] = []
-    group_of: list[int] = []
-    for gi, g in enumerate(groups):
+    uids: list[int] = []
+    for g in groups:
         adv = group_advantages(torch.tensor(g.scores), len(g.scores))
         for gen, a in zip(g.generations, adv.tolist()):
             p, r = len(gen.prompt_ids), len(gen.response_ids)
@@ -23,5 +23,5 @@ def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list
                 mask[p - 1: p + r - 1] = True
             seqs.append(Sequence(input_ids=ids, loss_mask=mask,
                                  fields={"advantages": torch.full((p + r,), a, dtype=torch.float32)}))
-            group_of.append(gi)
-    return seqs, group_of
+            uids.append(g.prompt.uid)
+    return seqs, uids

@@ -18,9 +18,11 @@ class ConfigError(ValueError):
     """A config problem a user can fix; the message names the key."""
 
 
-def _nearest(name: str, options) -> str:
+def _nearest(name: str, options, prefix: str) -> str:
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(options))})"
+    if close:
+        return f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+    return f" (valid keys: {', '.join(sorted(options))})"
 
 
 def _coerce(key: str, value: Any, tp) -> Any:
@@ -79,7 +81,7 @@ def _build(cls, data: dict, prefix: str):
     for name in data:
         if name not in fields:
             where = f"{prefix}.{name}" if prefix else str(name)
-            raise ConfigError(f"unknown key '{where}'{_nearest(str(name), fields)}")
+            raise ConfigError(f"unknown key '{where}'{_nearest(str(name), fields, prefix)}")
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name

@@ -28,7 +28,7 @@ class ModelConfig:
     toy_hidden_size: int = field(default=128, metadata=rng(8, 4096))
     toy_layers: int = field(default=2, metadata=rng(1, 64))
     toy_heads: int = field(default=4, metadata=rng(1, 64))
-    toy_sft_steps: int = field(default=600, metadata=rng(0, None))
+    toy_sft_steps: int = field(default=1200, metadata=rng(0, None))
     toy_sft_lr: float = field(default=1e-3, metadata=rng(0, 1, lo_open=True))
     toy_sft_noise: float = field(default=0.5, metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2"))
     cache_dir: str = field(default=".cache/fastdapo", metadata={"help": "where the warm-started toy model is cached"})
@@ -53,6 +53,8 @@ class RolloutConfig:
     top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True))
     max_response_length: int = field(default=24, metadata=rng(1, None))
     batch_size: int = field(default=512, metadata=rng(1, None, help="sequences per generate() call"))
+    seed_per_prompt: bool = field(default=False, metadata={"help": "seed each prompt's samples from (run.seed, prompt uid): "
+                                                            "rollouts independent of batching and process count"})
     eval_n: int = field(default=4, metadata=rng(1, 1024))
     eval_temperature: float = field(default=1.0, metadata=rng(0, 10))
     eval_top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True))

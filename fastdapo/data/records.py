@@ -12,3 +12,4 @@ class PromptRecord:
     data_source: str = ""
     index: int = 0
     extra: dict = field(default_factory=dict)
+    uid: int = -1               # position in the training stream (global across ranks); -1 outside it

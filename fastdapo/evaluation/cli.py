@@ -16,7 +16,9 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
     (e.g. a run directory or one of its checkpoints) belongs here.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from fastdapo.models import load_tokenizer
 
     p = Path(path)
     if not (p / "config.json").is_file():
@@ -26,10 +28,7 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
         torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(p)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(p)
     model = AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype).to(dev).eval()
     return model, tokenizer
 

@@ -28,8 +28,9 @@ class RolloutEngine(ABC):
     """Generates `n` samples per prompt; samples of one prompt are contiguous in the output."""
 
     @abstractmethod
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        ...
+    def generate(self, prompts: list[list[int]], params: SamplingParams,
+                 seeds: list[int] | None = None) -> list[Generation]:
+        """`seeds` (one per prompt) makes each group's samples independent of batching and world size."""
 
     def update_weights(self, model: torch.nn.Module) -> None:
         """Push the trainer's current weights into the engine (no-op when it shares them)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 from transformers import GenerationConfig
@@ -28,7 +29,15 @@ class HFEngine(RolloutEngine):
             eos_token_id=self.tokenizer.eos_token_id)
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams,
+                 seeds: list[int] | None = None) -> list[Generation]:
+        if seeds is not None:  # one seeded call per prompt: reproducible whatever else is generated
+            out = []
+            for i, (p, seed) in enumerate(zip(prompts, seeds)):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    out += [dataclasses.replace(g, prompt_index=i) for g in self.generate([p], params)]
+            return out
         jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(params.n)]
         gen_cfg = self._gen_config(params)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from fastdapo.config.schema import Config
 from fastdapo.toy.task import PROMPT, solve, toy_splits
@@ -75,9 +75,9 @@ def toy_model_dir(cfg: Config) -> Path:
     log.info("warm-starting the toy model (%d supervised steps; cached at %s)", cfg.model.toy_sft_steps, target)
     tokenizer = build_char_tokenizer()
     m = cfg.model
-    model = tiny_qwen2(len(tokenizer), m.toy_hidden_size, m.toy_layers, m.toy_heads)
     train, _ = toy_splits(cfg.data.toy_max_operand, cfg.data.toy_eval_size)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng():  # building the cache must not move the run's global RNG (reproducibility)
+        model = tiny_qwen2(len(tokenizer), m.toy_hidden_size, m.toy_layers, m.toy_heads)
         _sft(model, tokenizer, train, m.toy_sft_steps, m.toy_sft_lr, m.toy_sft_noise)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
@@ -88,10 +88,3 @@ def toy_model_dir(cfg: Config) -> Path:
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def load_model_and_tokenizer(path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
-    return model, tokenizer

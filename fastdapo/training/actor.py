@@ -7,7 +7,6 @@ so the summed gradient equals the gradient of one big batch.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 
 import torch
@@ -84,43 +83,46 @@ class Actor:
         self.engine.train()
         return scatter_back(mbs, lps, len(seqs)), scatter_back(mbs, ents, len(seqs))
 
-    def update(self, seqs: list[Sequence], group_of: list[int], mini_batch_groups: int, epochs: int,
-               rng: random.Random) -> UpdateStats:
+    def update(self, seqs: list[Sequence], seq_uids: list[int], plans: list[list[set[int]]]) -> UpdateStats:
+        """`plans`: per epoch, the mini-batches as sets of prompt uids (identical on every rank)."""
         stats = UpdateStats()
-        n_groups = max(group_of) + 1 if group_of else 0
-        # Equal mini-batch count on every rank keeps optimizer steps in lock-step.
-        n_minis = int(D.all_reduce([math.ceil(n_groups / mini_batch_groups)], "max")[0])
-        for _ in range(epochs):
-            order = list(range(n_groups))
-            rng.shuffle(order)
-            for m in range(n_minis):
-                chosen = set(order[m * mini_batch_groups:(m + 1) * mini_batch_groups])
-                self._update_one([s for s, g in zip(seqs, group_of) if g in chosen], stats)
+        for plan in plans:
+            for mini in plan:
+                self._update_one([s for s, u in zip(seqs, seq_uids) if u in mini], stats)
         return stats
 
     def _update_one(self, mini: list[Sequence], stats: UpdateStats) -> None:
-        world = D.world_size()
-        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
-        mbs = self._micro_batches(mini)
-        loss_total = 0.0
-        norm_t = torch.tensor(max(normalizer, 1.0) / world, device=self.device)  # x world undoes DP averaging
-        for k, mb in enumerate(mbs):
-            self.engine.set_gradient_accumulation_boundary(k == len(mbs) - 1)
-            loss, st = self.engine(self._to_device(mb), normalizer=norm_t)
-            self.engine.backward(loss, scale_wrt_gas=False)
-            self.engine.step()
-            loss_total += float(loss.detach()) / world
-            n_tok = float(mb.loss_mask.sum())
-            stats.clip_low += float(st["clip_frac_low"]) * n_tok
-            stats.clip_high += float(st["clip_frac_high"]) * n_tok
-            stats.tokens += n_tok
-        loss_total = D.all_reduce([loss_total], "sum")[0]
+        loss_total = self.accumulate_gradients(mini, stats)
+        self.engine.step()  # the accumulation boundary: reduce, clip, optimizer and scheduler step
         grad_norm = self.engine.get_global_grad_norm()
         grad_norm = float(grad_norm) if grad_norm is not None else 0.0
         stats.losses.append(loss_total)
         stats.grad_norms.append(grad_norm)
         stats.lr = self.engine.get_lr()[0]
         self._track_nonfinite(loss_total, grad_norm, stats)
+
+    def accumulate_gradients(self, mini: list[Sequence], stats: UpdateStats | None = None) -> float:
+        """Forward/backward of every micro-batch of one mini-batch; returns the global mini-batch loss."""
+        world = D.world_size()
+        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
+        # Each rank divides by (global tokens / world) because DeepSpeed averages gradients over ranks.
+        norm_t = torch.tensor(max(normalizer, 1.0) / world, device=self.device)
+        mbs = self._micro_batches(mini)
+        loss_total = 0.0
+        for k, mb in enumerate(mbs):
+            last = k == len(mbs) - 1
+            self.engine.set_gradient_accumulation_boundary(last)
+            loss, st = self.engine(self._to_device(mb), normalizer=norm_t)
+            self.engine.backward(loss, scale_wrt_gas=False)
+            if not last:
+                self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
+            loss_total += float(loss.detach()) / world
+            if stats is not None:
+                n_tok = float(mb.loss_mask.sum())
+                stats.clip_low += float(st["clip_frac_low"]) * n_tok
+                stats.clip_high += float(st["clip_frac_high"]) * n_tok
+                stats.tokens += n_tok
+        return D.all_reduce([loss_total], "sum")[0]
 
     def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:
         # DeepSpeed already skips the step when the global gradient norm overflows; we count and bound it.

@@ -64,6 +64,15 @@ def all_reduce(values: list[float], op: str = "sum", device: torch.device | None
     return t.tolist()
 
 
+def all_gather_list(items: list) -> list:
+    """Concatenation of every rank's list, in rank order (the same result on all ranks)."""
+    if world_size() == 1:
+        return list(items)
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

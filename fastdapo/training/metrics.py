@@ -25,17 +25,21 @@ class Timer:
 
 
 def rollout_metrics(outcome: SamplingOutcome, max_len: int) -> dict:
-    """Reward/accuracy/length over every generated sample of the step, reduced over ranks."""
+    """Reward/accuracy/length over every generated sample of the step, reduced over ranks.
+
+    filter/kept_groups_frac is the fraction of generated groups that pass the informative filter.
+    """
     gens = [(g, s, a) for grp in outcome.generated for g, s, a in zip(grp.generations, grp.scores, grp.accs)]
     lens = [len(g.response_ids) for g, _, _ in gens]
     sums = D.all_reduce([len(gens), sum(s for _, s, _ in gens), sum(a for _, _, a in gens), sum(lens),
-                         sum(g.truncated for g, _, _ in gens), len(outcome.kept), len(outcome.generated)])
-    n, rsum, asum, lsum, tsum, kept, generated = sums
+                         sum(g.truncated for g, _, _ in gens), sum(grp.informative for grp in outcome.generated),
+                         len(outcome.generated)])
+    n, rsum, asum, lsum, tsum, informative, generated = sums
     n = max(n, 1)
     mx = D.all_reduce([max(lens, default=0)], "max")[0]
     return {"reward/mean": rsum / n, "acc/mean": asum / n, "response_length/mean": lsum / n,
             "response_length/max": mx, "response_length/clip_frac": tsum / n,
-            "filter/kept_groups_frac": kept / max(generated, 1), "filter/kept_groups": int(kept),
+            "filter/kept_groups_frac": informative / max(generated, 1), "filter/kept_groups": len(outcome.kept_uids),
             "filter/gen_batches": outcome.gen_batches}
 
 

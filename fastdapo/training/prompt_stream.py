@@ -1,6 +1,7 @@
 """Endless, resumable stream of training prompts: shuffled per epoch, sharded over ranks."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from fastdapo.data.records import PromptRecord
@@ -12,7 +13,7 @@ class PromptStream:
             raise ValueError("no training prompts")
         self.records = records
         self.seed, self.shuffle, self.rank, self.world = seed, shuffle, rank, world
-        self.epoch, self.position = 0, 0
+        self.epoch, self.position, self.consumed = 0, 0, 0
         self._order = self._epoch_order()
 
     def _epoch_order(self) -> list[int]:
@@ -29,13 +30,16 @@ class PromptStream:
                 self.epoch, self.position = self.epoch + 1, 0
                 self._order = self._epoch_order()
             if i % self.world == self.rank:
-                picked.append(self.records[self._order[self.position]])
+                rec = self.records[self._order[self.position]]
+                picked.append(dataclasses.replace(rec, uid=self.consumed))
             self.position += 1
+            self.consumed += 1
         return picked
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "consumed": self.consumed}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.consumed = int(state.get("consumed", 0))
         self._order = self._epoch_order()

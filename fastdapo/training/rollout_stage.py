@@ -20,7 +20,8 @@ def sampling_params(cfg: Config, evaluation: bool = False) -> SamplingParams:
 def generate_and_score(engine: RolloutEngine, prompts: list[PromptRecord], cfg: Config, timer) -> list[Group]:
     params = sampling_params(cfg)
     with timer("rollout"):
-        gens = engine.generate([p.prompt_ids for p in prompts], params)
+        seeds = [cfg.run.seed * 1_000_003 + p.uid for p in prompts] if cfg.rollout.seed_per_prompt else None
+        gens = engine.generate([p.prompt_ids for p in prompts], params, seeds=seeds)
     a = cfg.algorithm
     with timer("reward"):
         results = score_batch([g.text for g in gens], [prompts[g.prompt_index].ground_truth for g in gens],

@@ -62,7 +62,8 @@ def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool
 
 
 def build_workspace(cfg: Config, device: torch.device) -> Workspace:
-    from fastdapo.toy.model import load_model_and_tokenizer, toy_model_dir
+    from fastdapo.models import load_model_and_tokenizer
+    from fastdapo.toy.model import toy_model_dir
 
     dtype = resolve_dtype(cfg.model.dtype, device)
     model_dir = str(toy_model_dir(cfg)) if cfg.model.path == "toy" else cfg.model.path

@@ -1,0 +1,86 @@
+"""Token-level loss: K accumulated micro-batches give the gradient of the whole mini-batch as one."""
+import pytest
+import torch
+
+from fastdapo.config import Config
+from fastdapo.toy.model import tiny_qwen2
+from fastdapo.training import distributed as D
+from fastdapo.training.actor import Actor
+from fastdapo.training.ds_engine import build_ds_engine
+from fastdapo.training.packing import Sequence
+from fastdapo.training.policy import LossSettings, PolicyWithLoss
+from kernels.reference import reference_dapo_loss
+
+VOCAB = 48
+
+
+def make_sequences(seed=0, n=10):
+    g = torch.Generator().manual_seed(seed)
+    seqs = []
+    for i in range(n):
+        p_len, r_len = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g))
+        ids = torch.randint(3, VOCAB, (p_len + r_len,), generator=g)
+        mask = torch.zeros(p_len + r_len, dtype=torch.bool)
+        mask[p_len - 1: p_len + r_len - 1] = True
+        adv = torch.full((p_len + r_len,), float(torch.randn(1, generator=g)))
+        old = -torch.rand(p_len + r_len, generator=g) * 6      # far from current log-probs: clipping active
+        seqs.append(Sequence(ids, mask, {"advantages": adv, "old_logprobs": old}))
+    return seqs
+
+
+def actor_grads(seqs, max_tokens):
+    D.init_distributed(torch.device("cpu"), "gloo")
+    model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+    cfg = Config()
+    cfg.distributed.zero_stage = 0
+    engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu"))
+    actor = Actor(engine, max_tokens, torch.device("cpu"))
+    loss = actor.accumulate_gradients(seqs)
+    n_micro = len(actor._micro_batches(seqs))
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters()}, n_micro
+
+
+def reference_grads(seqs, per_micro=None):
+    """Plain autograd over each sequence run alone; optionally the buggy per-micro-batch mean."""
+    model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+    hs, tg, old, adv, mask = [], [], [], [], []
+    for s in seqs:
+        h = model.model(input_ids=s.input_ids[None], use_cache=False).last_hidden_state[0]
+        hs.append(h)
+        tg.append(torch.cat([s.input_ids[1:], torch.zeros(1, dtype=torch.long)]))
+        old.append(s.fields["old_logprobs"]); adv.append(s.fields["advantages"]); mask.append(s.loss_mask)
+    w = model.lm_head.weight
+    if per_micro is None:
+        loss, _ = reference_dapo_loss(torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask))
+    else:  # mean per chunk of sequences, then averaged: the known peer bug
+        losses = []
+        for i in range(0, len(seqs), per_micro):
+            sl = slice(i, i + per_micro)
+            l, _ = reference_dapo_loss(torch.cat(hs[sl]), w, torch.cat(tg[sl]), torch.cat(old[sl]), torch.cat(adv[sl]),
+                                       torch.cat(mask[sl]))
+            losses.append(l)
+        loss = torch.stack(losses).mean()
+    loss.backward()
+    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def rel_err(a, b):
+    num = sum(float((a[k] - b[k]).pow(2).sum()) for k in a) ** 0.5
+    return num / sum(float(b[k].pow(2).sum()) for k in b) ** 0.5
+
+
+def test_accumulated_micro_batches_equal_one_batch():
+    seqs = make_sequences()
+    ref_loss, ref = reference_grads(seqs)
+    loss_1, g_1, n_1 = actor_grads(seqs, max_tokens=10_000)
+    loss_k, g_k, n_k = actor_grads(seqs, max_tokens=24)
+    assert n_1 == 1 and n_k >= 4
+    assert rel_err(g_1, ref) <= 1e-5 and rel_err(g_k, ref) <= 1e-5 and rel_err(g_k, g_1) <= 1e-5
+    assert loss_k == pytest.approx(ref_loss, rel=1e-5) and loss_1 == pytest.approx(ref_loss, rel=1e-5)
+
+
+def test_per_micro_batch_mean_would_be_detected():
+    seqs = make_sequences(seed=1)
+    _, ref = reference_grads(seqs)
+    _, buggy = reference_grads(seqs, per_micro=3)
+    assert rel_err(buggy, ref) > 1e-2   # the equality test above is sensitive to the normalization
