@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdapo.algorithm.dynamic_sampling import collect
+from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.config import Config, save_config
 from fastdapo.rollout.registry import build_engine
@@ -71,9 +71,9 @@ def train(cfg: Config) -> dict:
             # 1-3. rollout + reward, repeated until enough informative groups survive the filter
             outcome = collect(stream.next, lambda ps: generate_and_score(rollout, ps, cfg, timer),
                               a.train_batch_size, a.gen_batch_size, a.max_num_gen_batches, a.dynamic_sampling,
-                              global_count=lambda n: int(D.all_reduce([n])[0]))
+                              gather=D.all_gather_list)
             # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
-            seqs, group_of = build_sequences(outcome.kept, a.overlong_filtering)
+            seqs, seq_uids = build_sequences(outcome.kept, a.overlong_filtering)
             # 5. old log-probs, once per rollout step (fused kernel, forward only)
             with timer("old_logprobs"):
                 old_lp, entropy = actor.score(seqs)
@@ -81,7 +81,8 @@ def train(cfg: Config) -> dict:
                 s.fields["old_logprobs"] = lp
             # 6-7. mini-batch updates with the token-level DAPO loss; DeepSpeed optimizer steps
             with timer("train"):
-                upd = actor.update(seqs, group_of, max(1, a.mini_batch_size // D.world_size()), a.ppo_epochs, rng)
+                plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
+                upd = actor.update(seqs, seq_uids, plans)
             # 8. weight sync (free for the HF engine, which shares the actor's parameters)
             rollout.update_weights(ws.model)
 
@@ -97,7 +98,7 @@ def train(cfg: Config) -> dict:
                     "time/old_logprobs": timer.totals.get("old_logprobs", 0.0),
                     "time/train": timer.totals.get("train", 0.0), "time/step": step_time,
                     "throughput/tokens_per_s": tokens / step_time}
-            if not outcome.kept:
+            if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)
             if cfg.run.eval_every and step % cfg.run.eval_every == 0 and step != cfg.run.steps and ws.eval:
                 last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
