@@ -21,7 +21,9 @@ def choice(*options, help: str = ""):
 class ModelConfig:
     path: str = field(default="toy", metadata={"help": "'toy' (built-in tiny Qwen2) or a local Hugging Face model directory"})
     dtype: str = field(default="auto", metadata=choice("auto", "float32", "bfloat16", "float16"))
-    attn_implementation: str = field(default="auto", metadata=choice("auto", "sdpa", "flash_attention_2", "eager"))
+    attn_implementation: str = field(default="auto", metadata=choice(
+        "auto", "packed_sdpa", "sdpa", "flash_attention_2", "eager",
+        help="packed_sdpa: per-sequence SDPA for packed rows (no [T,T] mask); sdpa: 4-D block mask"))
     use_liger: str = field(default="auto", metadata=choice("auto", "on", "off", help="Liger RMSNorm/RoPE/SwiGLU; auto = on for CUDA"))
     gradient_checkpointing: bool = False
     # Built-in toy model and its supervised warm start (ignored for a real model path).

@@ -57,7 +57,11 @@ class Actor:
         return mbs
 
     def _attn_impl(self) -> str:
+        from fastdapo.training.attention import PACKED_SDPA
+
         impl = getattr(self.policy.model.config, "_attn_implementation", "sdpa") or "sdpa"
+        if impl == PACKED_SDPA:
+            return "sdpa_varlen"
         return impl if impl in ("sdpa", "eager", "flash_attention_2", "flash_attention_3") else "sdpa"
 
     def _to_device(self, mb):

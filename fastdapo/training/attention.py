@@ -85,3 +85,35 @@ def register_varlen_sdpa() -> str:
 
     AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention_forward)
     return VARLEN_SDPA
+
+
+PACKED_SDPA = "fastdapo_packed_sdpa"
+
+
+def _packed_or_sdpa_mask(batch_size: int, *args, **kwargs):
+    """Packed rows arrive without a padding mask: their attention is cut per sequence from
+    cu_seq_lens, so no [T, T] mask is built. Everything else (generation) gets the SDPA mask."""
+    from transformers.masking_utils import sdpa_mask
+
+    if kwargs.get("attention_mask") is None and batch_size == 1 and kwargs.get("q_offset", 0) == 0:
+        return None
+    return sdpa_mask(batch_size, *args, **kwargs)
+
+
+def packed_or_sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs):
+    if kwargs.get("cu_seq_lens_q") is not None and attention_mask is None:
+        return varlen_sdpa_attention_forward(module, query, key, value, None, **kwargs)
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def register_packed_sdpa() -> str:
+    """One attention for both passes on machines without flash-attention: per-sequence SDPA for
+    packed training rows, plain SDPA for batched generation. Returns the implementation name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(PACKED_SDPA, packed_or_sdpa_attention_forward)
+    AttentionMaskInterface.register(PACKED_SDPA, _packed_or_sdpa_mask)
+    return PACKED_SDPA

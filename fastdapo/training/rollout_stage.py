@@ -7,6 +7,21 @@ from fastdapo.config.schema import Config
 from fastdapo.data.records import PromptRecord
 from fastdapo.rewards import score_batch
 from fastdapo.rollout.base import RolloutEngine, SamplingParams
+from fastdapo.rollout.registry import build_engine
+
+
+def build_rollout_engine(cfg: Config, ws, ds_engine) -> RolloutEngine:
+    """The configured engine; HF shares the actor's weights (gathered under ZeRO-3), vLLM gets copies."""
+    r = cfg.rollout
+    if r.engine == "hf":
+        from fastdapo.training.zero3 import gathered_for_generation
+
+        return build_engine("hf", model=ws.model, tokenizer=ws.tokenizer, batch_size=r.batch_size,
+                            gather_context=lambda: gathered_for_generation(ds_engine))
+    return build_engine(r.engine, model_path=ws.model_dir, tokenizer=ws.tokenizer, seed=cfg.run.seed,
+                        gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
+                        max_model_len=cfg.data.max_prompt_length + r.max_response_length,
+                        gather_context=lambda: gathered_for_generation(ds_engine))
 
 
 def sampling_params(cfg: Config, evaluation: bool = False) -> SamplingParams:

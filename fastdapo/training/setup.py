@@ -29,21 +29,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def resolve_attn(name: str, device: torch.device) -> str:
-    if name != "auto":
-        if name.startswith("flash_attention"):
-            try:
-                import flash_attn  # noqa: F401
-            except ImportError:
-                raise RuntimeError("model.attn_implementation=flash_attention_2 needs flash-attn: "
-                                   "pip install 'fastdapo[gpu]' (CUDA machines only)") from None
+    """auto: flash-attention varlen on CUDA when installed, else per-sequence packed SDPA."""
+    if name.startswith("flash_attention"):
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            raise RuntimeError(f"model.attn_implementation={name} needs flash-attn: "
+                               "pip install 'fastdapo[gpu]' (CUDA machines only)") from None
         return name
-    if device.type == "cuda":
+    if name == "auto" and device.type == "cuda":
         try:
             import flash_attn  # noqa: F401
             return "flash_attention_2"
         except ImportError:
             pass
-    return "sdpa"
+    if name in ("auto", "packed_sdpa"):
+        from fastdapo.training.attention import register_packed_sdpa
+
+        return register_packed_sdpa()
+    return name
 
 
 def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool:

@@ -33,8 +33,9 @@ def test_paper_recipe_hyperparameters():
 
 def test_overrides_are_typed():
     c = load_config(None, ["algorithm.eps_high=0.3", "run.steps=5", "algorithm.dual_clip=3",
-                           "data.train_files=[a.parquet, b.jsonl]", "algorithm.overlong_filtering=true"])
+                           "data.train_files=[a.parquet, b.jsonl]", "algorithm.overlong_filtering=true", "optimizer.lr=1e-3"])
     assert c.algorithm.eps_high == 0.3 and c.run.steps == 5 and c.algorithm.dual_clip == 3.0
+    assert c.optimizer.lr == 1e-3
     assert c.data.train_files == ["a.parquet", "b.jsonl"] and c.algorithm.overlong_filtering is True
 
 
