@@ -32,7 +32,8 @@ class ModelConfig:
     toy_heads: int = field(default=4, metadata=rng(1, 64, help="toy attention heads"))
     toy_sft_steps: int = field(default=1200, metadata=rng(0, None, help="supervised warm-start steps (cached)"))
     toy_sft_lr: float = field(default=1e-3, metadata=rng(0, 1, lo_open=True, help="warm-start learning rate"))
-    toy_sft_noise: float = field(default=0.5, metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2"))
+    toy_sft_noise: float = field(default=0.0, metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2"))
+    toy_sft_format_noise: float = field(default=0.75, metadata=rng(0, 1, help="fraction of warm-start answers in the wrong format"))
     cache_dir: str = field(default=".cache/fastdapo", metadata={"help": "where the warm-started toy model is cached"})
 
 
@@ -73,7 +74,7 @@ class AlgorithmConfig:
     gen_batch_size: int = field(default=48, metadata=rng(1, None, help="prompts generated per sampling round"))
     max_num_gen_batches: int = field(default=4, metadata=rng(0, None, help="0 = unlimited"))
     dynamic_sampling: bool = field(default=True, metadata={"help": "drop all-correct/all-wrong groups, resample"})
-    mini_batch_size: int = field(default=16, metadata=rng(1, None, help="prompts per optimizer update"))
+    mini_batch_size: int = field(default=8, metadata=rng(1, None, help="prompts per optimizer update"))
     ppo_epochs: int = field(default=1, metadata=rng(1, 100, help="passes over the batch per rollout step"))
     max_tokens_per_micro_batch: int = field(default=8192, metadata=rng(16, None, help="packing token budget per micro-batch"))
     overlong_shaping: bool = field(default=True, metadata={"help": "soft overlong punishment"})
@@ -87,7 +88,7 @@ class AlgorithmConfig:
 
 @dataclass
 class OptimizerConfig:
-    lr: float = field(default=2e-4, metadata=rng(0, 1, lo_open=True, help="AdamW learning rate"))
+    lr: float = field(default=5e-4, metadata=rng(0, 1, lo_open=True, help="AdamW learning rate"))
     warmup_steps: int = field(default=2, metadata=rng(0, None, help="linear warm-up, in optimizer updates"))
     weight_decay: float = field(default=0.1, metadata=rng(0, 1, help="AdamW weight decay (matrices only)"))
     grad_clip: float = field(default=1.0, metadata=rng(0, None, help="global gradient-norm clip"))
@@ -107,7 +108,7 @@ class DistributedConfig:
 @dataclass
 class RunConfig:
     output_dir: str = field(default="runs/toy", metadata={"help": "RUN_DIR: config.yaml, metrics.jsonl, checkpoints/"})
-    steps: int = field(default=30, metadata=rng(1, None, help="rollout steps"))
+    steps: int = field(default=40, metadata=rng(1, None, help="rollout steps"))
     seed: int = field(default=0, metadata={"help": "run seed (data order, sampling)"})
     device: str = field(default="auto", metadata=choice("auto", "cpu", "cuda", help="auto = cuda when visible"))
     eval_every: int = field(default=0, metadata=rng(0, None, help="0 = only at step 0 and at the end"))

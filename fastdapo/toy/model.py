@@ -1,9 +1,10 @@
 """Tiny Qwen2 for the built-in task, warm-started by a short supervised stage (cached on disk).
 
-The warm start imitates a noisy teacher: with probability `toy_sft_noise` the demonstrated answer is
-off by 1 or 2. The model learns the format and the arithmetic (the correct answer stays the mode, so
-greedy decoding is mostly right) but samples wrong answers often at temperature 1.0: sampled accuracy
-sits well below 100%, leaving room for RL to sharpen the policy.
+The warm start imitates a sloppy teacher: with probability `toy_sft_format_noise` it writes
+"The answer is N." instead of the required last line "Answer: N" (which the reward rejects), and
+with probability `toy_sft_noise` the answer is off by 1 or 2. The model learns the arithmetic and
+both phrasings, so sampled accuracy sits well below 100%; RL has to discover which format and which
+answers pay, as with a base model that only sometimes follows the DAPO answer format.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from fastdapo.toy.task import PROMPT, solve, toy_splits
 from fastdapo.toy.tokenizer import build_char_tokenizer
 
 log = logging.getLogger(__name__)
-TOY_VERSION = 2  # bump when the task, tokenizer or recipe changes so stale caches are not reused
+TOY_VERSION = 3  # bump when the task, tokenizer or recipe changes so stale caches are not reused
 
 
 def tiny_qwen2(vocab_size: int, hidden: int, layers: int, heads: int, seed: int = 0) -> Qwen2ForCausalLM:
@@ -39,11 +40,12 @@ def tiny_qwen2(vocab_size: int, hidden: int, layers: int, heads: int, seed: int 
 def _cache_key(cfg: Config) -> str:
     m, d = cfg.model, cfg.data
     spec = dict(v=TOY_VERSION, h=m.toy_hidden_size, l=m.toy_layers, a=m.toy_heads, s=m.toy_sft_steps,
-                lr=m.toy_sft_lr, nz=m.toy_sft_noise, op=d.toy_max_operand, ev=d.toy_eval_size)
+                lr=m.toy_sft_lr, nz=m.toy_sft_noise, fz=m.toy_sft_format_noise, op=d.toy_max_operand, ev=d.toy_eval_size)
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, batch: int = 64) -> None:
+def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, format_noise: float = 0.0,
+         batch: int = 64) -> None:
     rng = random.Random(0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10))
@@ -53,7 +55,8 @@ def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, 
         for a, op, b in rng.sample(problems, min(batch, len(problems))):
             p = tokenizer(PROMPT.format(a=a, op=op, b=b), add_special_tokens=False)["input_ids"]
             answer = solve(a, op, b) + (rng.choice((-2, -1, 1, 2)) if rng.random() < noise else 0)
-            r = tokenizer(f"Answer: {answer}", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            text = f"The answer is {answer}." if rng.random() < format_noise else f"Answer: {answer}"
+            r = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             rows.append(p + r)
             masks.append([0] * len(p) + [1] * len(r))
         width = max(map(len, rows))
@@ -78,7 +81,7 @@ def toy_model_dir(cfg: Config) -> Path:
     train, _ = toy_splits(cfg.data.toy_max_operand, cfg.data.toy_eval_size)
     with torch.random.fork_rng():  # building the cache must not move the run's global RNG (reproducibility)
         model = tiny_qwen2(len(tokenizer), m.toy_hidden_size, m.toy_layers, m.toy_heads)
-        _sft(model, tokenizer, train, m.toy_sft_steps, m.toy_sft_lr, m.toy_sft_noise)
+        _sft(model, tokenizer, train, m.toy_sft_steps, m.toy_sft_lr, m.toy_sft_noise, m.toy_sft_format_noise)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
     model.save_pretrained(tmp)
