@@ -70,10 +70,11 @@ def varlen_sdpa_attention_forward(
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
+    # split(), not slicing: the backward of a slice materializes a full-row gradient per sequence
+    sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
     outs = [
-        F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
-                                       dropout_p=dropout, is_causal=True, scale=scaling)
-        for a, b in zip(bounds[:-1], bounds[1:])
+        F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
+        for q, k, v in zip(query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2))
     ]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     return out.transpose(1, 2).contiguous(), None
