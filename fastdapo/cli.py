@@ -32,11 +32,18 @@ def main() -> None:
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def train(config: str | None, overrides: tuple[str, ...]) -> None:
+@click.option("--resume", default=None, metavar="auto|never|PATH",
+              help="Continue from the latest checkpoint in RUN_DIR (auto, the default), start over (never), "
+                   "or continue from a checkpoint / run directory (PATH). Same as --set run.resume=...")
+def train(config: str | None, overrides: tuple[str, ...], resume: str | None) -> None:
     """Train with DAPO. Without CONFIG: the built-in toy run on CPU (tiny model, no downloads).
 
-    Writes RUN_DIR/config.yaml, RUN_DIR/metrics.jsonl and RUN_DIR/checkpoints/.
+    Writes RUN_DIR/config.yaml, RUN_DIR/metrics.jsonl, RUN_DIR/samples.jsonl and RUN_DIR/checkpoints/.
+    SIGTERM or Ctrl-C stops at the next safe point after saving a checkpoint (exit status 0 after
+    SIGTERM, 130 after Ctrl-C; a second Ctrl-C aborts without saving).
     """
+    if resume is not None:
+        overrides = overrides + (f"run.resume={resume}",)
     try:
         cfg = load_config(config, list(overrides))
     except ConfigError as e:
@@ -47,6 +54,11 @@ def train(config: str | None, overrides: tuple[str, ...]) -> None:
     result = run_training(cfg)
     if result.get("acc_before") is not None and result.get("acc_after") is not None:
         click.echo(f"accuracy before -> after: {result['acc_before']:.3f} -> {result['acc_after']:.3f}")
+    if result.get("stopped_by"):
+        from fastdapo.training.signals import EXIT_CODES
+
+        click.echo(f"stopped by {result['stopped_by']}; resume with: fastdapo train ... --resume auto", err=True)
+        sys.exit(EXIT_CODES.get(result["stopped_by"], 0))
 
 
 @main.group()
@@ -66,7 +78,10 @@ def _attach_all() -> None:
     _attach_optional(bench, "bench.kernels", "kernels_command")
     _attach_optional(bench, "bench.packing", "packing_command")
     _attach_optional(bench, "bench.e2e", "e2e_command")
+    _attach_optional(bench, "bench.reward_fidelity", "reward_fidelity_command")
     _attach_optional(main, "fastdapo.evaluation.cli", "eval_command")
+    _attach_optional(main, "fastdapo.observability.plot", "plot_command")
+    _attach_optional(main, "fastdapo.export", "export_command")
     _attach_optional(main, "fastdapo.launch", "launch_command")
 
 

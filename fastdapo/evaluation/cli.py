@@ -10,19 +10,32 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "auto"):
-    """(model, tokenizer) for ``--model PATH``: a local Hugging Face model directory.
+    """(model, tokenizer) for ``--model PATH``: a local Hugging Face model directory, or a fastdapo
+    run directory (its latest complete checkpoint) or checkpoint directory, exported on the fly.
 
-    This is the one place that turns ``--model`` into weights; resolving other kinds of paths
-    (e.g. a run directory or one of its checkpoints) belongs here.
+    This is the one place that turns ``--model`` into weights.
     """
+    import shutil
+
     import torch
     from transformers import AutoModelForCausalLM
 
+    from fastdapo.export import export_to_temp, is_run_or_checkpoint
     from fastdapo.models import load_tokenizer
 
     p = Path(path)
+    if not (p / "config.json").is_file() and is_run_or_checkpoint(p):
+        try:
+            tmp = export_to_temp(p)
+        except (FileNotFoundError, ValueError) as e:
+            raise click.ClickException(f"--model {path}: {e}") from None
+        try:
+            return load_model_for_eval(tmp, device=device, dtype=dtype)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     if not (p / "config.json").is_file():
-        raise click.ClickException(f"--model {path}: not a Hugging Face model directory (no config.json)")
+        raise click.ClickException(f"--model {path}: not a Hugging Face model directory (no config.json), "
+                                   "nor a fastdapo run or checkpoint directory")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -41,7 +54,7 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 
 @click.command("eval")
 @click.option("--model", "model_path", required=True, metavar="PATH",
-              help="Local Hugging Face model directory.")
+              help="Local Hugging Face model directory, or a fastdapo run / checkpoint directory.")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Prompt file: .parquet / .jsonl in the verl/DAPO schema, or {problem, answer} jsonl.")
 @click.option("--n", default=32, show_default=True, type=click.IntRange(min=1), help="Samples per problem (k).")

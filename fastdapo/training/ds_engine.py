@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from fastdapo.config.schema import Config
+from fastdapo.training.nonfinite import guard_optimizer, needs_guard
 
 log = logging.getLogger(__name__)
 
@@ -86,5 +87,8 @@ def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, de
         opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=device.type == "cuda")
     warmup = max(1, o.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    if needs_guard(ds_cfg, dtype):  # fp32 ZeRO-0 has no overflow check: the guard checks, clips and skips
+        guard_optimizer(opt, float(ds_cfg.get("gradient_clipping", 0.0)))
+        ds_cfg = {**ds_cfg, "gradient_clipping": 0.0}
     engine, _, _, _ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
     return engine

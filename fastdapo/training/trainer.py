@@ -16,16 +16,18 @@ import torch
 from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.config import Config, save_config
-from fastdapo.rollout.registry import build_engine
+from fastdapo.observability.runlog import RunLog
 from fastdapo.training import distributed as D
 from fastdapo.training.actor import Actor
+from fastdapo.training.checkpoint import Checkpointer
 from fastdapo.training.ds_engine import build_ds_engine
-from fastdapo.training.metrics import MetricsWriter, Timer, rollout_metrics, token_mean
+from fastdapo.training.metrics import Timer, rollout_metrics, token_mean
 from fastdapo.training.policy import LossSettings, PolicyWithLoss
 from fastdapo.training.progress import StepProgress, setup_logging
 from fastdapo.training.prompt_stream import PromptStream
-from fastdapo.training.rollout_stage import evaluate_accuracy, generate_and_score
+from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
+from fastdapo.training.signals import StopSignal
 
 log = logging.getLogger("fastdapo")
 
@@ -45,27 +47,34 @@ def train(cfg: Config) -> dict:
     if D.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+    runlog = RunLog(run_dir, cfg)  # the optional TensorBoard / W&B sinks fail here, before any heavy work
 
     ws = build_workspace(cfg, device)
     a = cfg.algorithm
     settings = LossSettings(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
     engine = build_ds_engine(PolicyWithLoss(ws.model, settings), cfg, resolve_dtype(cfg.model.dtype, device), device)
     actor = Actor(engine, a.max_tokens_per_micro_batch, device, cfg.run.max_nonfinite_skips)
-    rollout = build_engine(cfg.rollout.engine, model=ws.model, tokenizer=ws.tokenizer, batch_size=cfg.rollout.batch_size)
+    rollout = build_rollout_engine(cfg, ws, engine)
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
-    rng = random.Random(cfg.run.seed)
-    writer = MetricsWriter(run_dir)
+    rng = random.Random(cfg.run.seed)  # mini-batch shuffles
+    ckpt = Checkpointer(run_dir, cfg, engine, ws.model.config, ws.tokenizer, stream=stream, shuffle_rng=rng, actor=actor)
+    start = ckpt.resume(cfg.run.resume)  # weights, optimizer, LR schedule, prompt stream, every RNG
+    runlog.start(start if ckpt.resumed_from else None)  # cuts metrics/samples back to the checkpoint
     log.info("model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
              ws.model_dir, len(ws.train), len(ws.eval), D.world_size(), device.type, cfg.distributed.zero_stage)
 
-    acc_before = evaluate_accuracy(rollout, ws.eval, cfg) if ws.eval else None
-    if acc_before is not None:
-        log.info("step 0 eval/acc %.3f", acc_before)
-        writer.write({"step": 0, "eval/acc": acc_before})
+    if ckpt.resumed_from:
+        acc_before = runlog.logged(0, "eval/acc")
+    else:
+        acc_before = evaluate_accuracy(rollout, ws.eval, cfg) if ws.eval else None
+        if acc_before is not None:
+            log.info("step 0 eval/acc %.3f", acc_before)
+            runlog.metrics({"step": 0, "eval/acc": acc_before})
 
     last: dict = {}
-    with StepProgress(cfg.run.steps, enabled=cfg.run.progress) as progress:
-        for step in range(1, cfg.run.steps + 1):
+    with StopSignal() as stop, StepProgress(cfg.run.steps, start=start, enabled=cfg.run.progress) as progress:
+        for step in range(start + 1, cfg.run.steps + 1):
+            at_start = ckpt.snapshot(step - 1)  # trainer state before this step, should it be abandoned
             timer = Timer()
             t0 = time.perf_counter()
             # 1-3. rollout + reward, repeated until enough informative groups survive the filter
@@ -79,6 +88,10 @@ def train(cfg: Config) -> dict:
                 old_lp, entropy = actor.score(seqs)
             for s, lp in zip(seqs, old_lp):
                 s.fields["old_logprobs"] = lp
+            if stop.requested():  # SIGTERM / SIGINT: abandon the step while the weights are still step-1's
+                log.info("step %d abandoned before its update (a resumed run redoes it)", step)
+                ckpt.save(step - 1, at_start)
+                break
             # 6-7. mini-batch updates with the token-level DAPO loss; DeepSpeed optimizer steps
             with timer("train"):
                 plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
@@ -104,12 +117,21 @@ def train(cfg: Config) -> dict:
                 last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
             if step == cfg.run.steps and ws.eval:
                 last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
-            writer.write(last)
+            runlog.metrics(last)
+            runlog.samples(step, outcome.generated)
             progress.update(last)
+            # 9. checkpoint: every run.save_every steps, at the end, and before stopping on a signal
+            stopping = stop.requested()
+            if ckpt.due(step) or step == cfg.run.steps or stopping:
+                ckpt.save(step)
+            if stopping:
+                break
+    runlog.close()
 
     acc_after = last.get("eval/acc")
     if acc_before is not None and acc_after is not None:
         log.info("accuracy before -> after: %.3f -> %.3f (%+.1f points, sampled at T=%.2f, %d eval prompts x %d)",
                  acc_before, acc_after, 100 * (acc_after - acc_before), cfg.rollout.eval_temperature,
                  len(ws.eval), cfg.rollout.eval_n)
-    return {"acc_before": acc_before, "acc_after": acc_after, "last": last, "run_dir": str(run_dir)}
+    return {"acc_before": acc_before, "acc_after": acc_after, "last": last, "run_dir": str(run_dir),
+            "stopped_by": stop.stopping}

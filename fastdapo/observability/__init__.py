@@ -1,0 +1,1 @@
+"""What a run reports besides its checkpoints: metrics sinks, sample generations, plots."""
