@@ -52,6 +52,20 @@ def launch_env(backend_hint: str | None = None) -> dict:
     return env
 
 
+def _run_forwarding_signals(cmd: list[str], env: dict) -> int:
+    """Run the launcher; SIGTERM/SIGINT reach it (and through it every rank, which saves and exits)."""
+    import signal
+
+    child = subprocess.Popen(cmd, env=env)
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 @click.command("launch", context_settings={"ignore_unknown_options": False})
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
@@ -86,7 +100,7 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         click.echo(f"{prefix + ' ' if prefix else ''}{shlex.join(cmd)}")
     if dry_run:
         return
-    code = subprocess.call(cmds[0], env=env)
+    code = _run_forwarding_signals(cmds[0], env)
     if code != 0:
         raise click.ClickException(f"a training process failed (exit code {code}); the launcher stopped all "
                                    f"processes on this node. The failing rank's error is printed above.")

@@ -31,6 +31,7 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_s: int
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
+    own_rendezvous = "MASTER_PORT" not in os.environ
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if backend == "auto":
@@ -42,6 +43,9 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_s: int
     import deepspeed
 
     deepspeed.init_distributed(dist_backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    if own_rendezvous:  # a one-process group made here: don't hand its port to child processes
+        os.environ.pop("MASTER_PORT", None)
+        os.environ.pop("MASTER_ADDR", None)
 
 
 def rank() -> int:
