@@ -15,7 +15,7 @@ TINY = {
     "data.toy_eval_size": 16, "rollout.n": 4, "rollout.max_response_length": 12, "rollout.eval_n": 1,
     "algorithm.overlong_buffer_len": 4, "algorithm.train_batch_size": 4, "algorithm.gen_batch_size": 4,
     "algorithm.mini_batch_size": 2, "algorithm.dynamic_sampling": "false", "algorithm.max_tokens_per_micro_batch": 64,
-    "rollout.seed_per_prompt": "true", "run.steps": 3, "run.progress": "false", "run.save_every": 0,
+    "rollout.seed_per_prompt": "true", "run.steps": 3, "run.progress": "false", "run.save_every": 3,
 }
 COMPARED = ("loss", "grad_norm", "reward/mean", "acc/mean", "entropy/mean", "clip_frac/low", "clip_frac/high")
 
@@ -44,6 +44,25 @@ def metrics(run: Path):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
+def final_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    from fastdapo.export import export_checkpoint
+
+    out = run.parent / f"{run.name}-export"
+    export_checkpoint(run, out)
+    weights = {}
+    for f in sorted(out.glob("*.safetensors")):
+        weights.update(load_file(str(f)))
+    return weights
+
+
+def assert_same_weights(a: dict, b: dict, atol=1e-5):
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert (a[k].float() - b[k].float()).abs().max() <= atol, k
+
+
 def assert_same_trajectory(a, b, rel=1e-4):
     assert [m["step"] for m in a] == [m["step"] for m in b]
     for x, y in zip(a, b):
@@ -58,12 +77,12 @@ def single(tmp_path_factory):
     cache, out = root / "cache", root / "single"
     proc = cli("train", *args(out, cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, cache, metrics(out)
+    return root, cache, metrics(out), final_weights(out)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_two_processes_reproduce_one(single, stage):
-    root, cache, ref = single
+    root, cache, ref, ref_weights = single
     out = root / f"two-z{stage}"
     proc = cli("launch", "--num-procs", "2", "--master-port", str(free_port()),
                *args(out, cache, **{"distributed.zero_stage": stage}))
@@ -71,10 +90,11 @@ def test_two_processes_reproduce_one(single, stage):
     got = metrics(out)
     assert len(got) == TINY["run.steps"] and any(m["loss"] != 0 for m in got)
     assert_same_trajectory(got, ref)
+    assert_same_weights(final_weights(out), ref_weights)
 
 
 def test_simulated_two_node_run(single):
-    root, cache, ref = single
+    root, cache, ref, _ = single
     out, port = root / "two-node", free_port()
     common = ["--nnodes", "2", "--num-procs", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
     nodes = [subprocess.Popen([sys.executable, "-m", "fastdapo.cli", "launch", *common, "--node-rank", str(r),
@@ -100,7 +120,7 @@ def _rank_pid(marker: str, rank: int):
 
 
 def test_dead_rank_stops_the_job_with_a_clear_error(single):
-    root, cache, _ = single
+    root, cache, _, _ = single
     out = root / "dead"
     launcher = subprocess.Popen([sys.executable, "-m", "fastdapo.cli", "launch", "--num-procs", "2", "--master-port",
                                  str(free_port()), *args(out, cache, **{"run.steps": 200})],
