@@ -43,6 +43,13 @@ def rollout_metrics(outcome: SamplingOutcome, max_len: int) -> dict:
             "filter/gen_batches": outcome.gen_batches}
 
 
+def timing_metrics(timer: Timer, step_time: float, tokens: float) -> dict:
+    t = timer.totals
+    return {"time/rollout": t.get("rollout", 0.0), "time/reward": t.get("reward", 0.0),
+            "time/old_logprobs": t.get("old_logprobs", 0.0), "time/train": t.get("train", 0.0),
+            "time/step": step_time, "throughput/tokens_per_s": tokens / step_time}
+
+
 def token_mean(values: list, masks: list) -> float:
     num = sum(float((v * m).sum()) for v, m in zip(values, masks))
     den = sum(float(m.sum()) for m in masks)

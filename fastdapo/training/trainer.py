@@ -21,7 +21,7 @@ from fastdapo.training import distributed as D
 from fastdapo.training.actor import Actor
 from fastdapo.training.checkpoint import Checkpointer
 from fastdapo.training.ds_engine import build_ds_engine
-from fastdapo.training.metrics import Timer, rollout_metrics, token_mean
+from fastdapo.training.metrics import Timer, rollout_metrics, timing_metrics, token_mean
 from fastdapo.training.policy import LossSettings, PolicyWithLoss
 from fastdapo.training.progress import StepProgress, setup_logging
 from fastdapo.training.prompt_stream import PromptStream
@@ -107,15 +107,10 @@ def train(cfg: Config) -> dict:
                     "entropy/mean": token_mean(entropy, masks),
                     "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks),
                     **upd.summary(), "packing/padding_frac": actor.last_padding_frac,
-                    "time/rollout": timer.totals.get("rollout", 0.0), "time/reward": timer.totals.get("reward", 0.0),
-                    "time/old_logprobs": timer.totals.get("old_logprobs", 0.0),
-                    "time/train": timer.totals.get("train", 0.0), "time/step": step_time,
-                    "throughput/tokens_per_s": tokens / step_time}
+                    **timing_metrics(timer, step_time, tokens)}
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)
-            if cfg.run.eval_every and step % cfg.run.eval_every == 0 and step != cfg.run.steps and ws.eval:
-                last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
-            if step == cfg.run.steps and ws.eval:
+            if ws.eval and (step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0)):
                 last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
             runlog.metrics(last)
             runlog.samples(step, outcome.generated)
