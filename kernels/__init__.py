@@ -57,17 +57,24 @@ def fused_linear_dapo_loss(hidden, weight, targets, old_logprobs, advantages, ma
     ``hidden`` and ``weight``; ``stats`` holds ``logprobs`` and ``entropy`` (detached float32,
     shaped like ``targets``), ``clip_frac_low``, ``clip_frac_high``, ``clip_frac_dual`` (fractions
     of masked tokens) and ``grad_token_frac`` (fraction of tokens with a non-zero gradient).
+    ``old_logprobs=None`` means on-policy samples (ratio 1, one update per rollout): no separate
+    old-log-prob pass is needed.
     """
     clip = ClipConfig(float(eps_low), float(eps_high),
                       None if dual_clip is None else float(dual_clip))
     temperature = _check_temperature(temperature)
     lead, h, w, t = _flatten(hidden, weight, targets)
     n = h.shape[0]
-    old = old_logprobs.reshape(n).float()
     adv = advantages.reshape(n).float()
     m = mask.reshape(n).bool()
     inv_norm = inverse_normalizer(m, normalizer)
     backend = resolve(impl, h.device)
+    if old_logprobs is not None:
+        old = old_logprobs.reshape(n).float()
+    elif getattr(backend, "ON_POLICY_NATIVE", False):
+        old = None
+    else:  # this back-end's kernel needs explicit old log-probs: take them from its forward-only pass
+        old = backend.logprobs(h, w, t, temperature)[0].detach()
     loss, stats = dapo_loss(backend, h, w, t, old, adv, m, clip, inv_norm, temperature)
     stats["logprobs"] = stats["logprobs"].reshape(lead)
     stats["entropy"] = stats["entropy"].reshape(lead)

@@ -60,7 +60,8 @@ def token_terms(logp, old_logprobs, advantages, mask, clip: ClipConfig, inv_norm
     """Per-token objective, gradient coefficient and clip code from the log-probs (all [N])."""
     logp = logp.float()
     adv = advantages.float()
-    ratio = torch.exp(logp - old_logprobs.float())
+    # old_logprobs None: on-policy (the samples' own policy), so the ratio is exactly 1
+    ratio = torch.ones_like(logp) if old_logprobs is None else torch.exp(logp - old_logprobs.float())
     lo, hi = 1.0 - clip.eps_low, 1.0 + clip.eps_high
     neg, pos = adv < 0, adv > 0
     clip_low = neg & (ratio < lo)

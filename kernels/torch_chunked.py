@@ -18,6 +18,10 @@ import torch
 
 from .dapo_math import ClipConfig, TokenTerms, token_terms
 
+
+# The ratio is formed per chunk from the chunk's own log-probs, so on-policy calls need no old pass.
+ON_POLICY_NATIVE = True
+
 # Elements of the [rows, V] float32 logits buffer (plus a quarter of that for the exp tile).
 CHUNK_ELEMENTS = int(os.environ.get("FASTDAPO_CHUNK_ELEMENTS", 1 << 25))
 EXP_TILES = 4  # row tiles per chunk in the softmax pass
@@ -106,7 +110,8 @@ def loss_forward(hidden, weight, targets, old_logprobs, advantages, mask, clip: 
             sl = slice(start, start + step)
             h, tgt = hidden[sl], targets[sl]
             e, s, lp, ent = _chunk_softmax(h, weight, tgt, inv_temp, ws)
-            t = token_terms(lp, old_logprobs[sl], advantages[sl], mask[sl], clip, inv_norm)
+            old = None if old_logprobs is None else old_logprobs[sl]
+            t = token_terms(lp, old, advantages[sl], mask[sl], clip, inv_norm)
             logp_all[sl], ent_all[sl] = lp, ent
             obj_all[sl], g_all[sl], code_all[sl] = t.objective, t.grad_logp, t.clip_code
             if need_dh or need_dw:

@@ -22,16 +22,22 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     clip_low: float = 0.0            # token-weighted sums, divided at the end
     clip_high: float = 0.0
+    entropy: float = 0.0
+    prob: float = 0.0
     tokens: float = 0.0
     skipped: int = 0
     lr: float = 0.0
 
     def summary(self) -> dict:
-        t = max(self.tokens, 1.0)
+        """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
+        low, high, ent, prob, tokens = D.all_reduce([self.clip_low, self.clip_high, self.entropy, self.prob,
+                                                     self.tokens])
+        t = max(tokens, 1.0)
         finite = [g for g in self.grad_norms if math.isfinite(g)]
         return {"loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
                 "grad_norm": sum(finite) / len(finite) if finite else 0.0,
-                "clip_frac/low": self.clip_low / t, "clip_frac/high": self.clip_high / t,
+                "clip_frac/low": low / t, "clip_frac/high": high / t,
+                "entropy/mean": ent / t, "logprob/mean_prob": prob / t,
                 "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses)}
 
 
@@ -125,6 +131,9 @@ class Actor:
                 n_tok = float(mb.loss_mask.sum())
                 stats.clip_low += float(st["clip_frac_low"]) * n_tok
                 stats.clip_high += float(st["clip_frac_high"]) * n_tok
+                m = mb.loss_mask
+                stats.entropy += float(st["entropy"].reshape(-1)[m].sum())
+                stats.prob += float(st["logprobs"].reshape(-1)[m].exp().sum())
                 stats.tokens += n_tok
         return D.all_reduce([loss_total], "sum")[0]
 

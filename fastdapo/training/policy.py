@@ -49,9 +49,10 @@ class PolicyWithLoss(nn.Module):
         w = self.lm_head.weight
         if score_only:
             return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl)
-        # Padding micro-batches (a rank with fewer sequences than its peers) carry no fields.
+        # No old log-probs: on-policy (one update per rollout step), or a padding micro-batch of a
+        # rank with fewer sequences than its peers (all masked, so the ratio does not matter).
         zeros = torch.zeros(mb.targets.shape, dtype=torch.float32, device=h.device)
         return fused_linear_dapo_loss(
-            h, w, mb.targets, mb.fields.get("old_logprobs", zeros), mb.fields.get("advantages", zeros), mb.loss_mask,
+            h, w, mb.targets, mb.fields.get("old_logprobs"), mb.fields.get("advantages", zeros), mb.loss_mask,
             eps_low=s.eps_low, eps_high=s.eps_high, temperature=s.temperature, normalizer=normalizer,
             impl=s.impl, dual_clip=s.dual_clip)

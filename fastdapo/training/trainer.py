@@ -83,30 +83,34 @@ def train(cfg: Config) -> dict:
                               gather=D.all_gather_list)
             # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
             seqs, seq_uids = build_sequences(outcome.kept, a.overlong_filtering)
-            # 5. old log-probs, once per rollout step (fused kernel, forward only)
-            with timer("old_logprobs"):
-                old_lp, entropy = actor.score(seqs)
-            for s, lp in zip(seqs, old_lp):
-                s.fields["old_logprobs"] = lp
+            plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
+            # 5. old log-probs, once per rollout step (fused kernel, forward only); a single update per
+            #    step is on-policy (ratio 1), so its own forward pass stands in for them
+            on_policy = a.ppo_epochs == 1 and len(plans[0]) <= 1
+            rollout_policy: dict = {}
+            if not on_policy:
+                with timer("old_logprobs"):
+                    old_lp, entropy = actor.score(seqs)
+                for s, lp in zip(seqs, old_lp):
+                    s.fields["old_logprobs"] = lp
+                masks = [s.loss_mask for s in seqs]
+                rollout_policy = {"entropy/mean": token_mean(entropy, masks),
+                                  "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks)}
             if stop.requested():  # SIGTERM / SIGINT: abandon the step while the weights are still step-1's
                 log.info("step %d abandoned before its update (a resumed run redoes it)", step)
                 ckpt.save(step - 1, at_start)
                 break
             # 6-7. mini-batch updates with the token-level DAPO loss; DeepSpeed optimizer steps
             with timer("train"):
-                plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
                 upd = actor.update(seqs, seq_uids, plans)
             # 8. weight sync (free for the HF engine, which shares the actor's parameters)
             rollout.update_weights(ws.model)
 
             step_time = time.perf_counter() - t0
-            masks = [s.loss_mask for s in seqs]
             tokens = D.all_reduce([sum(len(g.prompt_ids) + len(g.response_ids)
                                        for grp in outcome.generated for g in grp.generations)])[0]
             last = {"step": step, **rollout_metrics(outcome, cfg.rollout.max_response_length),
-                    "entropy/mean": token_mean(entropy, masks),
-                    "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks),
-                    **upd.summary(), "packing/padding_frac": actor.last_padding_frac,
+                    **upd.summary(), **rollout_policy, "packing/padding_frac": actor.last_padding_frac,
                     **timing_metrics(timer, step_time, tokens)}
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)

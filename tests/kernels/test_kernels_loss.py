@@ -4,7 +4,7 @@ import pytest
 import torch
 from kernel_cases import IMPLS, check_against_reference, make_case, run_ours
 
-from kernels import fused_linear_dapo_loss
+from kernels import fused_linear_dapo_loss, linear_logprobs
 
 pytestmark = pytest.mark.parametrize("impl", IMPLS)
 
@@ -123,3 +123,24 @@ def test_no_grad_forward(impl):
     ref_loss, *_ = run_ours(case, impl)
     assert not loss.requires_grad
     torch.testing.assert_close(loss, ref_loss.detach())
+
+
+def test_on_policy_none_equals_passing_current_logprobs(impl):
+    """old_logprobs=None must equal passing the current log-probs (ratio 1, no clipping)."""
+    torch.manual_seed(5)
+    n, hdim, vocab = 37, 16, 1000
+    h = torch.randn(n, hdim, dtype=torch.float64)
+    w = torch.randn(vocab, hdim, dtype=torch.float64) * 0.3
+    t = torch.randint(0, vocab, (n,))
+    adv, mask = torch.randn(n), torch.rand(n) > 0.2
+    cur, _ = linear_logprobs(h.float(), w.float(), t, impl=impl)
+    grads = []
+    for old in (None, cur):
+        hh, ww = h.float().clone().requires_grad_(), w.float().clone().requires_grad_()
+        loss, st = fused_linear_dapo_loss(hh, ww, t, old, adv, mask, impl=impl)
+        loss.backward()
+        grads.append((float(loss), hh.grad, ww.grad, float(st["clip_frac_low"] + st["clip_frac_high"])))
+    (l0, dh0, dw0, c0), (l1, dh1, dw1, c1) = grads
+    assert l0 == pytest.approx(l1, rel=1e-5, abs=1e-7) and c0 == c1 == 0.0
+    assert torch.allclose(dh0, dh1, atol=1e-6) and torch.allclose(dw0, dw1, atol=1e-6)
+    assert dh0.abs().sum() > 0

@@ -84,3 +84,26 @@ def test_per_micro_batch_mean_would_be_detected():
     _, ref = reference_grads(seqs)
     _, buggy = reference_grads(seqs, per_micro=3)
     assert rel_err(buggy, ref) > 1e-2   # the equality test above is sensitive to the normalization
+
+
+def test_on_policy_update_equals_explicit_old_logprob_pass():
+    """One update per rollout step: skipping the old-log-prob pass must not change the gradient."""
+    D.init_distributed(torch.device("cpu"), "gloo")
+    grads = []
+    for explicit in (True, False):
+        seqs = make_sequences(seed=2)
+        for s in seqs:
+            del s.fields["old_logprobs"]
+        model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+        cfg = Config()
+        cfg.distributed.zero_stage = 0
+        engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
+                                 torch.device("cpu"))
+        actor = Actor(engine, 24, torch.device("cpu"))
+        if explicit:
+            old, _ = actor.score(seqs)
+            for s, lp in zip(seqs, old):
+                s.fields["old_logprobs"] = lp
+        actor.accumulate_gradients(seqs)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert rel_err(grads[1], grads[0]) <= 1e-5 and sum(float(g.abs().sum()) for g in grads[0].values()) > 0
