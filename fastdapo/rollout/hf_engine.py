@@ -58,12 +58,12 @@ class HFEngine(RolloutEngine):
                     seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
                                                generation_config=gen_cfg)
                     for (idx, p), row in zip(chunk, seqs[:, width:].tolist()):
-                        out.append(self._to_generation(idx, p, row, eos, pad))
+                        out.append(self._to_generation(idx, p, row, eos))
         finally:
             self.model.train(was_training)
         return out
 
-    def _to_generation(self, idx: int, prompt: list[int], row: list[int], eos: int, pad: int) -> Generation:
+    def _to_generation(self, idx: int, prompt: list[int], row: list[int], eos: int) -> Generation:
         if eos in row:
             resp, truncated = row[: row.index(eos) + 1], False
         else:

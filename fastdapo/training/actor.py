@@ -30,8 +30,8 @@ class UpdateStats:
 
     def summary(self) -> dict:
         """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
-        low, high, ent, prob, tokens = D.all_reduce([self.clip_low, self.clip_high, self.entropy, self.prob,
-                                                     self.tokens])
+        low, high, ent, prob, tokens = D.all_reduce([float(x) for x in (self.clip_low, self.clip_high, self.entropy,
+                                                                        self.prob, self.tokens)])
         t = max(tokens, 1.0)
         finite = [g for g in self.grad_norms if math.isfinite(g)]
         return {"loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
@@ -126,16 +126,17 @@ class Actor:
             self.engine.backward(loss, scale_wrt_gas=False)
             if not last:
                 self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
-            loss_total += float(loss.detach()) / world
+            loss_total = loss_total + loss.detach().float() / world
             if stats is not None:
-                n_tok = float(mb.loss_mask.sum())
-                stats.clip_low += float(st["clip_frac_low"]) * n_tok
-                stats.clip_high += float(st["clip_frac_high"]) * n_tok
+                # summed on the device; converted once per step in summary() (no sync per micro-batch)
                 m = mb.loss_mask
-                stats.entropy += float(st["entropy"].reshape(-1)[m].sum())
-                stats.prob += float(st["logprobs"].reshape(-1)[m].exp().sum())
-                stats.tokens += n_tok
-        return D.all_reduce([loss_total], "sum")[0]
+                n_tok = m.sum()
+                stats.clip_low = stats.clip_low + st["clip_frac_low"] * n_tok
+                stats.clip_high = stats.clip_high + st["clip_frac_high"] * n_tok
+                stats.entropy = stats.entropy + st["entropy"].reshape(-1)[m].sum()
+                stats.prob = stats.prob + st["logprobs"].reshape(-1)[m].exp().sum()
+                stats.tokens = stats.tokens + n_tok
+        return D.all_reduce([float(loss_total)], "sum")[0]
 
     def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:
         # DeepSpeed already skips the step when the global gradient norm overflows; we count and bound it.

@@ -1,7 +1,6 @@
 """Live view: a rich progress bar with the metrics a DAPO user watches."""
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from rich.console import Console
@@ -46,7 +45,3 @@ class StepProgress:
         info = (f"reward {m['reward/mean']:+.3f}  acc {m['acc/mean']:.3f}  ent {m['entropy/mean']:.3f}  "
                 f"len {m['response_length/mean']:.1f}  kept {m['filter/kept_groups_frac']:.2f}")
         self._progress.update(self._task, advance=1, info=info)
-
-    def hidden(self):
-        """Pause the bar while long sub-steps print (e.g. evaluation)."""
-        return contextlib.nullcontext()
