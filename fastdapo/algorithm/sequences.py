@@ -21,7 +21,7 @@ def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list
             # Position t predicts token t+1: response tokens are predicted from p-1 .. p+r-2.
             if not (overlong_filtering and gen.truncated):
                 mask[p - 1: p + r - 1] = True
-            seqs.append(Sequence(input_ids=ids, loss_mask=mask,
+            seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=g.prompt.uid,
                                  fields={"advantages": torch.full((p + r,), a, dtype=torch.float32)}))
             uids.append(g.prompt.uid)
     return seqs, uids

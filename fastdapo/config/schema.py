@@ -77,6 +77,8 @@ class AlgorithmConfig:
     mini_batch_size: int = field(default=8, metadata=rng(1, None, help="prompts per optimizer update"))
     ppo_epochs: int = field(default=1, metadata=rng(1, 100, help="passes over the batch per rollout step"))
     max_tokens_per_micro_batch: int = field(default=8192, metadata=rng(16, None, help="packing token budget per micro-batch"))
+    share_prompts: bool = field(default=True, metadata={"help": "pack each group's prompt once for all its responses "
+                                                         "(exact; not with flash-attention)"})
     overlong_shaping: bool = field(default=True, metadata={"help": "soft overlong punishment"})
     overlong_buffer_len: int = field(default=8, metadata=rng(0, None, help="L_cache"))
     overlong_penalty_factor: float = field(default=1.0, metadata=rng(0, None, help="scale of the length penalty"))

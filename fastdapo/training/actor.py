@@ -14,6 +14,7 @@ import torch
 from fastdapo.training import distributed as D
 from fastdapo.training.packing import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
                                        scatter_back)
+from fastdapo.training.shared_prompt import can_share, make_shared_micro_batches, num_shared_micro_batches_needed
 
 
 @dataclass
@@ -42,24 +43,37 @@ class UpdateStats:
 
 
 class Actor:
-    def __init__(self, engine, max_tokens: int, device: torch.device, max_nonfinite_skips: int = 3):
+    def __init__(self, engine, max_tokens: int, device: torch.device, max_nonfinite_skips: int = 3,
+                 share_prompts: bool = True):
         self.engine = engine
         self.max_tokens = max_tokens
         self.device = device
         self.max_nonfinite_skips = max_nonfinite_skips
+        self.share_prompts = share_prompts
         self.nonfinite_in_a_row = 0
         self.last_padding_frac = 0.0
+        self.last_shared_saving = 0.0  # share of the tokens that shared prompts did not have to compute
 
     @property
     def policy(self):
         return self.engine.module
 
     def _micro_batches(self, seqs: list[Sequence]):
+        impl = self._attn_impl()
+        share = self.share_prompts and can_share(seqs, impl)
         # Every rank runs the same number of micro-batches, or collectives would hang.
-        need = num_micro_batches_needed([len(s) for s in seqs], self.max_tokens) if seqs else 0
+        if not seqs:
+            need = 0
+        elif share:
+            need = num_shared_micro_batches_needed(seqs, self.max_tokens)
+        else:
+            need = num_micro_batches_needed([len(s) for s in seqs], self.max_tokens)
         count = int(D.all_reduce([need], "max")[0])
-        mbs = make_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=self._attn_impl())
+        build = make_shared_micro_batches if share else make_micro_batches
+        mbs = build(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl)
         self.last_padding_frac = padding_fraction(mbs)
+        plain = sum(len(s) for s in seqs)
+        self.last_shared_saving = 1.0 - sum(mb.num_tokens for mb in mbs) / plain if plain else 0.0
         return mbs
 
     def _attn_impl(self) -> str:
@@ -78,6 +92,8 @@ class Actor:
             mb.attention_mask = mb.attention_mask.to(d)
         mb.cu_seqlens = mb.cu_seqlens.to(d)
         mb.fields = {k: v.to(d) for k, v in mb.fields.items()}
+        if mb.pred_index is not None:
+            mb.pred_index = mb.pred_index.to(d)
         return mb
 
     @torch.no_grad()

@@ -48,13 +48,20 @@ def varlen_sdpa_attention_forward(
     cu_seq_lens_q: torch.Tensor | None = None,
     cu_seq_lens_k: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
+    shared_prompt_bundles: list | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Attention over packed sequences, one causal SDPA call per sequence. Returns ``[1, T, heads, D]``."""
+    """Attention over packed sequences, one causal SDPA call per sequence (or per prompt and response
+    of a shared-prompt bundle). Returns ``[1, T, heads, D]``."""
     if query.shape[0] != 1:
         raise ValueError(f"{VARLEN_SDPA} expects one packed row (batch 1), got batch {query.shape[0]}")
     if attention_mask is not None:
         raise ValueError(f"{VARLEN_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
+    if shared_prompt_bundles is not None:
+        from fastdapo.training.shared_attention import shared_prompt_attention
+
+        out = shared_prompt_attention(query, key, value, shared_prompt_bundles, dropout, scaling)
+        return out.transpose(1, 2).contiguous(), None
     if cu_seq_lens_k is not None and cu_seq_lens_q is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
         raise ValueError(f"{VARLEN_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")
     t = query.shape[2]
@@ -102,7 +109,8 @@ def _packed_or_sdpa_mask(batch_size: int, *args, **kwargs):
 
 
 def packed_or_sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs):
-    if kwargs.get("cu_seq_lens_q") is not None and attention_mask is None:
+    packed = kwargs.get("cu_seq_lens_q") is not None or kwargs.get("shared_prompt_bundles") is not None
+    if packed and attention_mask is None:
         return varlen_sdpa_attention_forward(module, query, key, value, None, **kwargs)
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

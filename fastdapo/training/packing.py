@@ -54,6 +54,8 @@ class Sequence:
     input_ids: torch.Tensor  # [L] int64, prompt + response
     loss_mask: torch.Tensor  # [L] bool: True at t when token t+1 is a scored response token
     fields: dict[str, torch.Tensor] = field(default_factory=dict)  # [L] each, aligned to predicting position t
+    prompt_len: int = 0  # tokens of input_ids that are prompt (0 = unknown: the prompt cannot be shared)
+    group: int | None = None  # sequences of one group share their prompt (see fastdapo.training.shared_prompt)
 
     def __len__(self) -> int:
         return int(self.input_ids.numel())
@@ -73,6 +75,11 @@ class MicroBatch:
     num_tokens: int  # real tokens, padding excluded
     attn_impl: str = "sdpa"
     row_length: int | None = None  # padded baseline: Lmax (rows of the flattened [B*Lmax] layout); None = packed
+    # Shared-prompt layout only (fastdapo.training.shared_prompt): per-token data live on M "slots"
+    # instead of the T row positions; slot k is predicted by the hidden state at row position pred_index[k].
+    pred_index: torch.Tensor | None = None  # [M] int64
+    slot_map: list[tuple[int, int, int, int]] | None = None  # per held sequence: (slot, seq offset, count, seq len)
+    bundles: list[tuple[int, int, list[int]]] | None = None  # per prompt bundle: (row start, prompt len, response lens)
 
     @property
     def seq_lens(self) -> list[int]:
@@ -312,6 +319,11 @@ def backbone_kwargs(mb: MicroBatch, *, mask_dtype: torch.dtype = torch.float32) 
     if mb.is_padded:
         kw["attention_mask"] = mb.attention_mask
         return kw
+    if mb.bundles is not None and mb.attn_impl == "sdpa_varlen":
+        from fastdapo.training.shared_attention import SharedPromptLayout
+
+        kw["shared_prompt_bundles"] = SharedPromptLayout(mb.bundles)  # one gather plan for every layer
+        return kw
     if mb.attn_impl in _VARLEN_IMPLS:
         t = mb.input_ids.shape[1]
         lens = mb.seq_lens
@@ -332,6 +344,13 @@ def backbone_kwargs(mb: MicroBatch, *, mask_dtype: torch.dtype = torch.float32) 
 def unpack(mb: MicroBatch, values: torch.Tensor) -> list[torch.Tensor]:
     """``[T, ...]`` per-token values of a micro-batch -> one ``[L_i, ...]`` tensor per held sequence, in
     ``mb.seq_index`` order. Padded micro-batches take ``[B * Lmax, ...]`` (or ``[B, Lmax, ...]``)."""
+    if mb.slot_map is not None:  # shared prompts: slots -> predicting positions of each sequence, 0 elsewhere
+        out = []
+        for slot, off, count, length in mb.slot_map:
+            v = values.new_zeros((length, *values.shape[1:]))
+            v[off:off + count] = values[slot:slot + count]
+            out.append(v)
+        return out
     lens = mb.seq_lens
     if mb.is_padded:
         flat = values.shape[0] == mb.targets.numel()

@@ -41,7 +41,9 @@ class PolicyWithLoss(nn.Module):
     def hidden(self, mb: MicroBatch) -> torch.Tensor:
         out = self.backbone(**backbone_kwargs(mb, mask_dtype=self.lm_head.weight.dtype))
         h = out.last_hidden_state
-        return h.reshape(-1, h.shape[-1])
+        h = h.reshape(-1, h.shape[-1])
+        # shared-prompt layout: the rows that predict each scored slot (the last prompt row repeats)
+        return h if mb.pred_index is None else h.index_select(0, mb.pred_index)
 
     def forward(self, mb: MicroBatch, normalizer: Optional[torch.Tensor] = None, score_only: bool = False):
         s = self.settings

@@ -53,7 +53,7 @@ def train(cfg: Config) -> dict:
     a = cfg.algorithm
     settings = LossSettings(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
     engine = build_ds_engine(PolicyWithLoss(ws.model, settings), cfg, resolve_dtype(cfg.model.dtype, device), device)
-    actor = Actor(engine, a.max_tokens_per_micro_batch, device, cfg.run.max_nonfinite_skips)
+    actor = Actor(engine, a.max_tokens_per_micro_batch, device, cfg.run.max_nonfinite_skips, a.share_prompts)
     rollout = build_rollout_engine(cfg, ws, engine)
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
@@ -111,6 +111,7 @@ def train(cfg: Config) -> dict:
                                        for grp in outcome.generated for g in grp.generations)])[0]
             last = {"step": step, **rollout_metrics(outcome, cfg.rollout.max_response_length),
                     **upd.summary(), **rollout_policy, "packing/padding_frac": actor.last_padding_frac,
+                    "packing/shared_prompt_saving": actor.last_shared_saving,
                     **timing_metrics(timer, step_time, tokens)}
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)

@@ -107,3 +107,55 @@ def test_on_policy_update_equals_explicit_old_logprob_pass():
         actor.accumulate_gradients(seqs)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert rel_err(grads[1], grads[0]) <= 1e-5 and sum(float(g.abs().sum()) for g in grads[0].values()) > 0
+
+
+def make_grouped_sequences(seed=4, groups=4, g_size=3):
+    """Groups of responses to one prompt, as the trainer builds them (prompt_len and group set)."""
+    g = torch.Generator().manual_seed(seed)
+    seqs = []
+    for gid in range(groups):
+        prompt = torch.randint(3, VOCAB, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g)
+        p = prompt.numel()
+        for _ in range(g_size):
+            r = int(torch.randint(1, 12, (1,), generator=g))
+            ids = torch.cat([prompt, torch.randint(3, VOCAB, (r,), generator=g)])
+            mask = torch.zeros(p + r, dtype=torch.bool)
+            mask[p - 1: p + r - 1] = True
+            seqs.append(Sequence(ids, mask, {"advantages": torch.full((p + r,), float(torch.randn(1, generator=g))),
+                                             "old_logprobs": -torch.rand(p + r, generator=g) * 6},
+                                 prompt_len=p, group=gid))
+    return seqs
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "packed_sdpa"])
+def test_shared_prompt_actor_equals_unshared_reference(attn):
+    """Prompts shared inside the real DeepSpeed actor: same loss, gradient and old log-probs."""
+    from fastdapo.training.attention import register_packed_sdpa
+
+    D.init_distributed(torch.device("cpu"), "gloo")
+    seqs = make_grouped_sequences()
+    ref_loss, ref = reference_grads(seqs)
+    for max_tokens, share in ((10_000, True), (20, True), (20, False)):
+        model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+        if attn == "packed_sdpa":
+            model.set_attn_implementation(register_packed_sdpa())
+        cfg = Config()
+        cfg.distributed.zero_stage = 0
+        engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
+                                 torch.device("cpu"))
+        actor = Actor(engine, max_tokens, torch.device("cpu"), share_prompts=share)
+        old, _ = actor.score(seqs)
+        loss = actor.accumulate_gradients(seqs)
+        mbs = actor._micro_batches(seqs)
+        assert all((mb.pred_index is not None) == share for mb in mbs)
+        assert (actor.last_shared_saving > 0.1) if share else actor.last_shared_saving == 0.0
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        assert rel_err(grads, ref) <= 1e-5 and loss == pytest.approx(ref_loss, rel=1e-5)
+        if max_tokens == 20:
+            assert len(mbs) >= 3
+        for s, lp in zip(seqs, old):
+            with torch.no_grad():
+                h = model.model(input_ids=s.input_ids[None], use_cache=False).last_hidden_state[0]
+                want = torch.log_softmax(model.lm_head(h[:-1]), -1).gather(-1, s.input_ids[1:, None])[:, 0]
+            m = s.loss_mask[:-1]
+            torch.testing.assert_close(lp[:-1][m], want[m], atol=1e-5, rtol=0)

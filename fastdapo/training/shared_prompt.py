@@ -1,0 +1,162 @@
+"""Shared-prompt packing: each group's prompt is computed once for all of its responses.
+
+A DAPO group is G responses to one prompt. Packed one after another, the prompt is run G times in
+both actor passes although its activations are identical every time (causal attention: prompt
+tokens never see the responses). Here a micro-batch row holds *bundles* ``[P | R1 | R2 | ... ]``:
+the prompt once, then the responses, each attending to the whole prompt and causally to itself
+(position ids continue from the prompt for every response). The prompt's activations receive the
+summed gradient of all responses, so losses and gradients equal those of the unshared layout.
+
+Because the last prompt position predicts the first token of *every* response, per-token data move
+from row positions to "slots": slot ``k`` is predicted by the hidden state at ``pred_index[k]``.
+Only response tokens get slots, so the LM head and the loss never run on prompt positions.
+
+Attention: a 4-D boolean mask for ``sdpa`` / ``eager``; for ``sdpa_varlen`` (the per-sequence SDPA of
+:mod:`fastdapo.training.attention`) the bundle structure travels as the ``shared_prompt_bundles``
+keyword and no ``T x T`` mask is built. flash-attention's varlen kernel cannot express a shared
+prefix, so those models keep the plain packed layout.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from fastdapo.training.packing import ATTN_IMPLS, MicroBatch, Sequence, _validate, plan_micro_batches
+
+__all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask",
+           "can_share", "num_shared_micro_batches_needed"]
+
+SHARED_ATTN_IMPLS = ("sdpa", "eager", "sdpa_varlen")
+
+
+@dataclass
+class Bundle:
+    seq_index: list[int]  # sequences sharing one prompt, in layout order
+    prompt_len: int
+    resp_lens: list[int]
+
+    def __len__(self) -> int:
+        return self.prompt_len + sum(self.resp_lens)
+
+
+def can_share(seqs: list[Sequence], attn_impl: str) -> bool:
+    return attn_impl in SHARED_ATTN_IMPLS and all(s.prompt_len > 0 for s in seqs)
+
+
+def _check(seqs: list[Sequence]) -> None:
+    _validate(seqs)
+    for i, s in enumerate(seqs):
+        p = s.prompt_len
+        if not 0 < p <= len(s):
+            raise ValueError(f"sequence {i}: prompt_len {p} must be in [1, {len(s)}] to share the prompt")
+        if bool(s.loss_mask[:p - 1].any()):
+            raise ValueError(f"sequence {i}: loss_mask is set inside the prompt; only response tokens can be scored "
+                             f"with a shared prompt")
+
+
+def make_bundles(seqs: list[Sequence], max_tokens: int) -> list[Bundle]:
+    """Sequences of one group -> bundles of at most ``max_tokens`` tokens (a lone response longer
+    than that gets a bundle of its own, like an over-long sequence in plain packing)."""
+    _check(seqs)
+    by_group: dict[object, list[int]] = defaultdict(list)
+    for i, s in enumerate(seqs):
+        by_group[s.group if s.group is not None else ("single", i)].append(i)
+    bundles = []
+    for key, members in by_group.items():
+        first = seqs[members[0]]
+        p = first.prompt_len
+        for i in members[1:]:
+            s = seqs[i]
+            if s.prompt_len != p or not torch.equal(s.input_ids[:p], first.input_ids[:p]):
+                raise ValueError(f"sequences {members[0]} and {i} are in group {key} but have different prompts")
+        cur: list[int] = []
+        for i in members:
+            r = len(seqs[i]) - p
+            if cur and p + sum(len(seqs[j]) - p for j in cur) + r > max_tokens:
+                bundles.append(Bundle(cur, p, [len(seqs[j]) - p for j in cur]))
+                cur = []
+            cur.append(i)
+        bundles.append(Bundle(cur, p, [len(seqs[j]) - p for j in cur]))
+    return bundles
+
+
+def shared_prompt_mask(bundle_ids: torch.Tensor, branch_ids: torch.Tensor) -> torch.Tensor:
+    """``[T]`` bundle ids and branch ids (0 = prompt, k = k-th response) -> ``[1, 1, T, T]`` bool mask:
+    query i may see key j of its own bundle when j <= i and j is in the prompt or in i's own branch."""
+    t = bundle_ids.numel()
+    ar = torch.arange(t, device=bundle_ids.device)
+    same = bundle_ids[:, None] == bundle_ids[None, :]
+    branch_ok = (branch_ids[None, :] == 0) | (branch_ids[:, None] == branch_ids[None, :])
+    return (same & branch_ok & (ar[:, None] >= ar[None, :]))[None, None]
+
+
+def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, pad_token_id: int,
+                  dtypes: dict[str, torch.dtype], device: torch.device) -> MicroBatch:
+    total = max(sum(len(b) for b in bundles), 1)  # an empty micro-batch still runs one padding token
+    input_ids = torch.full((total,), pad_token_id, dtype=torch.long, device=device)
+    position_ids = torch.zeros(total, dtype=torch.long, device=device)
+    bundle_ids = torch.full((total,), len(bundles), dtype=torch.long, device=device)
+    branch_ids = torch.zeros(total, dtype=torch.long, device=device)
+    pred, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
+    slot_map, layout, seq_index = [], [], []
+    off = slot = 0
+    for b_idx, b in enumerate(bundles):
+        p = b.prompt_len
+        first = seqs[b.seq_index[0]]
+        input_ids[off:off + p] = first.input_ids[:p]
+        position_ids[off:off + p] = torch.arange(p, device=device)
+        bundle_ids[off:off + p] = b_idx
+        layout.append((off, p, list(b.resp_lens)))
+        r_off = off + p
+        for k, (i, r) in enumerate(zip(b.seq_index, b.resp_lens), start=1):
+            s = seqs[i]
+            input_ids[r_off:r_off + r] = s.input_ids[p:]
+            position_ids[r_off:r_off + r] = torch.arange(p, p + r, device=device)
+            bundle_ids[r_off:r_off + r] = b_idx
+            branch_ids[r_off:r_off + r] = k
+            # slot j predicts response token j: from the last prompt position, then from the response itself
+            pred.append(torch.cat([torch.tensor([off + p - 1], device=device),
+                                   torch.arange(r_off, r_off + r - 1, device=device)]) if r else
+                        torch.zeros(0, dtype=torch.long, device=device))
+            targets.append(s.input_ids[p:])
+            masks.append(s.loss_mask[p - 1:p - 1 + r].to(torch.bool))
+            for name in fields:
+                fields[name].append(s.fields[name][p - 1:p - 1 + r])
+            slot_map.append((slot, p - 1, r, len(s)))
+            seq_index.append(i)
+            slot += r
+            r_off += r
+        off = r_off
+    if slot == 0:  # nothing to score: one dummy slot keeps the loss shapes non-empty
+        pred = [torch.zeros(1, dtype=torch.long, device=device)]
+        targets = [torch.zeros(1, dtype=torch.long, device=device)]
+        masks = [torch.zeros(1, dtype=torch.bool, device=device)]
+        fields = {k: [torch.zeros(1, dtype=dt, device=device)] for k, dt in dtypes.items()}
+    if off < total:
+        layout.append((off, total - off, []))  # trailing padding: a causal block of its own
+    cu = torch.tensor([0] + [len(b) for b in bundles], dtype=torch.int64).cumsum(0).to(torch.int32)
+    mask = None if attn_impl == "sdpa_varlen" else shared_prompt_mask(bundle_ids, branch_ids)
+    return MicroBatch(
+        input_ids=input_ids[None], position_ids=position_ids[None], attention_mask=mask, cu_seqlens=cu.to(device),
+        targets=torch.cat(targets), loss_mask=torch.cat(masks),
+        fields={k: torch.cat(v).to(dtypes[k]) for k, v in fields.items()}, seq_index=seq_index, num_tokens=off,
+        attn_impl=attn_impl, pred_index=torch.cat(pred), slot_map=slot_map, bundles=layout)
+
+
+def num_shared_micro_batches_needed(seqs: list[Sequence], max_tokens: int) -> int:
+    return len(plan_micro_batches([len(b) for b in make_bundles(seqs, max_tokens)], max_tokens))
+
+
+def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
+                              attn_impl: str = "sdpa_varlen", pad_token_id: int = 0) -> list[MicroBatch]:
+    """Like :func:`fastdapo.training.packing.make_micro_batches`, but the balanced units are prompt
+    bundles and every micro-batch uses the shared-prompt layout."""
+    if attn_impl not in SHARED_ATTN_IMPLS:
+        raise ValueError(f"shared prompts need attn_impl in {SHARED_ATTN_IMPLS} (of {ATTN_IMPLS}), got {attn_impl!r}")
+    bundles = make_bundles(seqs, max_tokens)
+    plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
+    dtypes = {k: v.dtype for k, v in seqs[0].fields.items()} if seqs else {}
+    device = seqs[0].input_ids.device if seqs else torch.device("cpu")
+    return [_pack_bundles(seqs, [bundles[j] for j in p], attn_impl, pad_token_id, dtypes, device) for p in plan]
