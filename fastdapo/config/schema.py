@@ -50,7 +50,8 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    engine: str = field(default="hf", metadata=choice("hf", "vllm", help="rollout engine (vllm: GPU extra)"))
+    engine: str = field(default="torch", metadata=choice("torch", "hf", "vllm", help="rollout engine: torch = shared-prefill "
+                                                           "KV-cached sampling loop, hf = transformers generate, vllm = GPU extra"))
     n: int = field(default=8, metadata=rng(1, 1024, help="responses per prompt (group size G)"))
     temperature: float = field(default=1.0, metadata=rng(0, 10, help="sampling temperature (also used for log-probs)"))
     top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True, help="nucleus sampling"))

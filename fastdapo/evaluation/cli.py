@@ -49,7 +49,7 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
 def build_eval_engine(model, tokenizer, batch_size: int):
     from fastdapo.rollout.registry import build_engine
 
-    return build_engine("hf", model=model, tokenizer=tokenizer, batch_size=batch_size)
+    return build_engine("torch", model=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 @click.command("eval")

@@ -24,6 +24,17 @@ class Generation:
     truncated: bool            # stopped by max_new_tokens, not by EOS
 
 
+def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int]) -> Generation:
+    """A sampled row (pad after EOS) -> Generation: the response ends at the first EOS, included."""
+    eos = tokenizer.eos_token_id
+    if eos in row:
+        resp, truncated = row[: row.index(eos) + 1], False
+    else:
+        resp, truncated = row, True
+    text = tokenizer.decode(resp, skip_special_tokens=True)
+    return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated)
+
+
 class RolloutEngine(ABC):
     """Generates `n` samples per prompt; samples of one prompt are contiguous in the output."""
 

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from transformers import GenerationConfig
 
-from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams
+from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, to_generation
 
 
 class HFEngine(RolloutEngine):
@@ -40,7 +40,7 @@ class HFEngine(RolloutEngine):
             return out
         jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(params.n)]
         gen_cfg = self._gen_config(params)
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
@@ -58,15 +58,7 @@ class HFEngine(RolloutEngine):
                     seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
                                                generation_config=gen_cfg)
                     for (idx, p), row in zip(chunk, seqs[:, width:].tolist()):
-                        out.append(self._to_generation(idx, p, row, eos))
+                        out.append(to_generation(self.tokenizer, idx, p, row))
         finally:
             self.model.train(was_training)
         return out
-
-    def _to_generation(self, idx: int, prompt: list[int], row: list[int], eos: int) -> Generation:
-        if eos in row:
-            resp, truncated = row[: row.index(eos) + 1], False
-        else:
-            resp, truncated = row, True
-        text = self.tokenizer.decode(resp, skip_special_tokens=True)
-        return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated)

@@ -9,12 +9,17 @@ def _hf(**kw) -> RolloutEngine:
     return HFEngine(**kw)
 
 
+def _torch(**kw) -> RolloutEngine:
+    from fastdapo.rollout.torch_engine import TorchEngine
+    return TorchEngine(**kw)
+
+
 def _vllm(**kw) -> RolloutEngine:
     from fastdapo.rollout.vllm_engine import VLLMEngine
     return VLLMEngine(**kw)
 
 
-ENGINES = {"hf": _hf, "vllm": _vllm}
+ENGINES = {"hf": _hf, "torch": _torch, "vllm": _vllm}
 
 
 def build_engine(name: str, **kwargs) -> RolloutEngine:

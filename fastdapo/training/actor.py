@@ -14,7 +14,8 @@ import torch
 from fastdapo.training import distributed as D
 from fastdapo.training.packing import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
                                        scatter_back)
-from fastdapo.training.shared_prompt import can_share, make_shared_micro_batches, num_shared_micro_batches_needed
+from fastdapo.training.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
+                                             num_shared_micro_batches_needed)
 
 
 @dataclass
@@ -61,16 +62,20 @@ class Actor:
     def _micro_batches(self, seqs: list[Sequence]):
         impl = self._attn_impl()
         share = self.share_prompts and can_share(seqs, impl)
+        bundles = make_bundles(seqs, self.max_tokens) if share else None
         # Every rank runs the same number of micro-batches, or collectives would hang.
         if not seqs:
             need = 0
         elif share:
-            need = num_shared_micro_batches_needed(seqs, self.max_tokens)
+            need = num_shared_micro_batches_needed(seqs, self.max_tokens, bundles)
         else:
             need = num_micro_batches_needed([len(s) for s in seqs], self.max_tokens)
         count = int(D.all_reduce([need], "max")[0])
-        build = make_shared_micro_batches if share else make_micro_batches
-        mbs = build(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl)
+        if share:
+            mbs = make_shared_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl,
+                                            bundles=bundles)
+        else:
+            mbs = make_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl)
         self.last_padding_frac = padding_fraction(mbs)
         plain = sum(len(s) for s in seqs)
         self.last_shared_saving = 1.0 - sum(mb.num_tokens for mb in mbs) / plain if plain else 0.0

@@ -11,12 +11,12 @@ from fastdapo.rollout.registry import build_engine
 
 
 def build_rollout_engine(cfg: Config, ws, ds_engine) -> RolloutEngine:
-    """The configured engine; HF shares the actor's weights (gathered under ZeRO-3), vLLM gets copies."""
+    """The configured engine; torch / hf share the actor's weights (gathered under ZeRO-3), vLLM gets copies."""
     r = cfg.rollout
-    if r.engine == "hf":
+    if r.engine in ("torch", "hf"):
         from fastdapo.training.zero3 import gathered_for_generation
 
-        return build_engine("hf", model=ws.model, tokenizer=ws.tokenizer, batch_size=r.batch_size,
+        return build_engine(r.engine, model=ws.model, tokenizer=ws.tokenizer, batch_size=r.batch_size,
                             gather_context=lambda: gathered_for_generation(ds_engine))
     return build_engine(r.engine, model_path=ws.model_dir, tokenizer=ws.tokenizer, seed=cfg.run.seed,
                         gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,

@@ -94,34 +94,28 @@ def shared_prompt_mask(bundle_ids: torch.Tensor, branch_ids: torch.Tensor) -> to
 
 def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, pad_token_id: int,
                   dtypes: dict[str, torch.dtype], device: torch.device) -> MicroBatch:
-    total = max(sum(len(b) for b in bundles), 1)  # an empty micro-batch still runs one padding token
-    input_ids = torch.full((total,), pad_token_id, dtype=torch.long, device=device)
-    position_ids = torch.zeros(total, dtype=torch.long, device=device)
-    bundle_ids = torch.full((total,), len(bundles), dtype=torch.long, device=device)
-    branch_ids = torch.zeros(total, dtype=torch.long, device=device)
-    pred, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
+    # index bookkeeping in plain Python, then one concatenation per tensor (hundreds of tiny ops otherwise)
+    ids, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
+    positions: list[int] = []
+    pred: list[int] = []
     slot_map, layout, seq_index = [], [], []
     off = slot = 0
-    for b_idx, b in enumerate(bundles):
+    for b in bundles:
         p = b.prompt_len
-        first = seqs[b.seq_index[0]]
-        input_ids[off:off + p] = first.input_ids[:p]
-        position_ids[off:off + p] = torch.arange(p, device=device)
-        bundle_ids[off:off + p] = b_idx
+        ids.append(seqs[b.seq_index[0]].input_ids[:p])
+        positions.extend(range(p))
         layout.append((off, p, list(b.resp_lens)))
         r_off = off + p
-        for k, (i, r) in enumerate(zip(b.seq_index, b.resp_lens), start=1):
+        for i, r in zip(b.seq_index, b.resp_lens):
             s = seqs[i]
-            input_ids[r_off:r_off + r] = s.input_ids[p:]
-            position_ids[r_off:r_off + r] = torch.arange(p, p + r, device=device)
-            bundle_ids[r_off:r_off + r] = b_idx
-            branch_ids[r_off:r_off + r] = k
+            ids.append(s.input_ids[p:])
+            positions.extend(range(p, p + r))
             # slot j predicts response token j: from the last prompt position, then from the response itself
-            pred.append(torch.cat([torch.tensor([off + p - 1], device=device),
-                                   torch.arange(r_off, r_off + r - 1, device=device)]) if r else
-                        torch.zeros(0, dtype=torch.long, device=device))
+            if r:
+                pred.append(off + p - 1)
+                pred.extend(range(r_off, r_off + r - 1))
             targets.append(s.input_ids[p:])
-            masks.append(s.loss_mask[p - 1:p - 1 + r].to(torch.bool))
+            masks.append(s.loss_mask[p - 1:p - 1 + r])
             for name in fields:
                 fields[name].append(s.fields[name][p - 1:p - 1 + r])
             slot_map.append((slot, p - 1, r, len(s)))
@@ -129,33 +123,48 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
             slot += r
             r_off += r
         off = r_off
-    if slot == 0:  # nothing to score: one dummy slot keeps the loss shapes non-empty
-        pred = [torch.zeros(1, dtype=torch.long, device=device)]
-        targets = [torch.zeros(1, dtype=torch.long, device=device)]
-        masks = [torch.zeros(1, dtype=torch.bool, device=device)]
-        fields = {k: [torch.zeros(1, dtype=dt, device=device)] for k, dt in dtypes.items()}
+    total = max(off, 1)  # an empty micro-batch still runs one padding token
     if off < total:
+        ids.append(torch.full((total - off,), pad_token_id, dtype=torch.long))
+        positions.extend(range(total - off))
         layout.append((off, total - off, []))  # trailing padding: a causal block of its own
+    if slot == 0:  # nothing to score: one dummy slot keeps the loss shapes non-empty
+        pred = [0]
+        targets = [torch.zeros(1, dtype=torch.long)]
+        masks = [torch.zeros(1, dtype=torch.bool)]
+        fields = {k: [torch.zeros(1, dtype=dt)] for k, dt in dtypes.items()}
+    mask = None
+    if attn_impl != "sdpa_varlen":
+        bundle_ids = torch.repeat_interleave(torch.arange(len(layout)),
+                                             torch.tensor([p + sum(rs) for _, p, rs in layout]))
+        branch_ids = torch.cat([torch.repeat_interleave(torch.arange(1 + len(rs)), torch.tensor([p, *rs]))
+                                for _, p, rs in layout])
+        mask = shared_prompt_mask(bundle_ids, branch_ids).to(device)
     cu = torch.tensor([0] + [len(b) for b in bundles], dtype=torch.int64).cumsum(0).to(torch.int32)
-    mask = None if attn_impl == "sdpa_varlen" else shared_prompt_mask(bundle_ids, branch_ids)
     return MicroBatch(
-        input_ids=input_ids[None], position_ids=position_ids[None], attention_mask=mask, cu_seqlens=cu.to(device),
-        targets=torch.cat(targets), loss_mask=torch.cat(masks),
-        fields={k: torch.cat(v).to(dtypes[k]) for k, v in fields.items()}, seq_index=seq_index, num_tokens=off,
-        attn_impl=attn_impl, pred_index=torch.cat(pred), slot_map=slot_map, bundles=layout)
+        input_ids=torch.cat(ids).to(device)[None], position_ids=torch.tensor(positions, device=device)[None],
+        attention_mask=mask, cu_seqlens=cu.to(device), targets=torch.cat(targets).to(device),
+        loss_mask=torch.cat(masks).to(device=device, dtype=torch.bool),
+        fields={k: torch.cat(v).to(device=device, dtype=dtypes[k]) for k, v in fields.items()},
+        seq_index=seq_index, num_tokens=off, attn_impl=attn_impl,
+        pred_index=torch.tensor(pred, dtype=torch.long, device=device), slot_map=slot_map, bundles=layout)
 
 
-def num_shared_micro_batches_needed(seqs: list[Sequence], max_tokens: int) -> int:
-    return len(plan_micro_batches([len(b) for b in make_bundles(seqs, max_tokens)], max_tokens))
+def num_shared_micro_batches_needed(seqs: list[Sequence], max_tokens: int,
+                                    bundles: list[Bundle] | None = None) -> int:
+    bundles = make_bundles(seqs, max_tokens) if bundles is None else bundles
+    return len(plan_micro_batches([len(b) for b in bundles], max_tokens))
 
 
 def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
-                              attn_impl: str = "sdpa_varlen", pad_token_id: int = 0) -> list[MicroBatch]:
+                              attn_impl: str = "sdpa_varlen", pad_token_id: int = 0,
+                              bundles: list[Bundle] | None = None) -> list[MicroBatch]:
     """Like :func:`fastdapo.training.packing.make_micro_batches`, but the balanced units are prompt
-    bundles and every micro-batch uses the shared-prompt layout."""
+    bundles (``make_bundles(seqs, max_tokens)`` unless given) and every micro-batch uses the
+    shared-prompt layout."""
     if attn_impl not in SHARED_ATTN_IMPLS:
         raise ValueError(f"shared prompts need attn_impl in {SHARED_ATTN_IMPLS} (of {ATTN_IMPLS}), got {attn_impl!r}")
-    bundles = make_bundles(seqs, max_tokens)
+    bundles = make_bundles(seqs, max_tokens) if bundles is None else bundles
     plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
     dtypes = {k: v.dtype for k, v in seqs[0].fields.items()} if seqs else {}
     device = seqs[0].input_ids.device if seqs else torch.device("cpu")

@@ -44,7 +44,7 @@ def test_overrides_are_typed():
     ("algorithmm.eps_high=0.3", "unknown key 'algorithmm'"),
     ("algorithm.eps_low=1.5", "algorithm.eps_low: 1.5 is out of range; allowed [0, 1]"),
     ("rollout.top_p=0", "rollout.top_p: 0.0 is out of range; allowed (0, 1]"),
-    ("rollout.engine=sglang", "rollout.engine: 'sglang' is not allowed; choose one of hf, vllm"),
+    ("rollout.engine=sglang", "rollout.engine: 'sglang' is not allowed; choose one of torch, hf, vllm"),
     ("run.steps=many", "run.steps: expected an integer"),
     ("algorithm.dynamic_sampling=3", "algorithm.dynamic_sampling: expected true or false"),
     ("algorithm.mini_batch_size=64", "algorithm.mini_batch_size: 64 exceeds algorithm.train_batch_size"),
