@@ -80,16 +80,24 @@ class TorchEngine(RolloutEngine):
         # Grow the mask in a preallocated buffer instead of a torch.cat per step.
         mask = torch.cat([att, att.new_ones(rows, params.max_new_tokens)], dim=1)
         tokens = torch.full((rows, params.max_new_tokens), pad, dtype=torch.long, device=device)
-        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        active = torch.arange(rows, device=device)  # original row of each row still being decoded
+        done = torch.zeros(rows, dtype=torch.bool, device=device)  # per active row
         steps = 0
         for t in range(params.max_new_tokens):
-            nxt = self._pick(logits, params, gens)
-            nxt.masked_fill_(done, pad)  # finished rows keep emitting pad (their output is discarded)
-            tokens[:, t] = nxt
+            nxt = self._pick(logits, params, gens, active, rows)
+            nxt.masked_fill_(done, pad)  # finished rows emit pad until they are compacted away
+            tokens[active, t] = nxt
             done |= nxt == eos
             steps = t + 1
-            if steps == params.max_new_tokens or bool(done.all()):
+            n_done = int(done.sum())
+            if steps == params.max_new_tokens or n_done == done.numel():
                 break
+            if 4 * n_done >= done.numel():
+                # Drop finished rows once they are a quarter of the batch: no more forward work for them.
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                mask, next_pos, active, nxt = mask[keep], next_pos[keep], active[keep], nxt[keep]
+                done = done[keep]
             # The cache goes positionally: its keyword is past_key_values in 4.x and cache in 5.x.
             out = self.model(nxt[:, None], mask[:, :width + steps], next_pos, cache, use_cache=True)
             logits = out.logits[:, -1].float()
@@ -97,7 +105,8 @@ class TorchEngine(RolloutEngine):
         return tokens[:, :steps]
 
     @staticmethod
-    def _pick(logits: torch.Tensor, params: SamplingParams, gens) -> torch.Tensor:
+    def _pick(logits: torch.Tensor, params: SamplingParams, gens, active: torch.Tensor, rows: int) -> torch.Tensor:
+        """One token for each active row (``logits`` holds the active rows only)."""
         if params.temperature <= 0:
             return logits.argmax(dim=-1)
         logits = logits / params.temperature  # same order as HF: temperature, then nucleus
@@ -106,13 +115,15 @@ class TorchEngine(RolloutEngine):
         probs = logits.softmax(dim=-1)
         # argmax(p / q) with q ~ Exp(1) draws index i with probability p_i: exactly what torch.multinomial
         # does for one sample, minus its validity checks (a host sync on GPU) and one call per prompt.
-        q = torch.empty_like(probs)
         if gens is None:
-            q.exponential_()
+            q = torch.empty_like(probs).exponential_()
         else:
-            # One generator per prompt, drawn every step even once its rows are done: a prompt's samples
-            # then depend only on its seed, never on which other prompts share the chunk.
+            # One generator per prompt, drawn for all of its rows every step, finished or dropped: a
+            # prompt's samples then depend only on its seed, never on the rest of the chunk.
+            q = probs.new_empty((rows, probs.shape[1]))
             n = params.n
             for k, g in enumerate(gens):
                 q[k * n:(k + 1) * n].exponential_(generator=g)
+            if active.numel() < rows:
+                q = q[active]
         return probs.div_(q).argmax(dim=-1)

@@ -77,7 +77,7 @@ def test_grouping_prompt_index_eos_and_truncation(tok, eos_model, seeded):
 def test_decoding_stops_once_every_row_has_emitted_eos(tok, eos_model):
     engine = build_engine("torch", model=eos_model, tokenizer=tok, batch_size=64)
     calls = []
-    hook = eos_model.register_forward_hook(lambda *_: calls.append(1))
+    hook = eos_model.register_forward_hook(lambda m, a, out: calls.append(out.logits.shape[0]))
     try:
         torch.manual_seed(0)
         gens = engine.generate(prompts(tok, TEXTS), SamplingParams(n=4, temperature=1.0, max_new_tokens=200))
@@ -86,6 +86,9 @@ def test_decoding_stops_once_every_row_has_emitted_eos(tok, eos_model):
     longest = max(len(g.response_ids) for g in gens)
     assert not any(g.truncated for g in gens) and longest < 200
     assert len(calls) == longest  # one prefill + one forward per later token, none after the last EOS
+    # finished rows are dropped from the decode batch: it only shrinks, and ends well below 5 prompts x 4
+    decode = calls[1:]
+    assert all(a >= b for a, b in zip(decode, decode[1:])) and decode[0] == 20 and decode[-1] < 10
 
 
 def test_greedy_matches_hf_generate_token_for_token(tok, model):
