@@ -1,6 +1,7 @@
 """Rollout engine contract: prompts in, grouped generations out."""
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -22,6 +23,29 @@ class Generation:
     response_ids: list[int]    # includes the EOS token when one was produced
     text: str                  # decoded response, special tokens removed
     truncated: bool            # stopped by max_new_tokens, not by EOS
+
+
+@contextlib.contextmanager
+def generation_mode(model: torch.nn.Module, gather_context):
+    """Eval mode (no dropout) under the engine's gather context (ZeRO-3), training mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with gather_context():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> ``[B, W]`` ids and attention mask, left-padded so every prompt ends in the last column."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    att = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        att[row, width - len(p):] = 1
+    return ids, att
 
 
 def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int]) -> Generation:

@@ -7,7 +7,8 @@ import dataclasses
 import torch
 from transformers import GenerationConfig
 
-from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, to_generation
+from fastdapo.rollout.base import (Generation, RolloutEngine, SamplingParams, generation_mode, left_pad,
+                                   to_generation)
 
 
 class HFEngine(RolloutEngine):
@@ -40,25 +41,14 @@ class HFEngine(RolloutEngine):
             return out
         jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(params.n)]
         gen_cfg = self._gen_config(params)
-        pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
-        was_training = self.model.training
-        self.model.eval()
         out: list[Generation] = []
-        try:
-            with self.gather_context():
-                for start in range(0, len(jobs), self.batch_size):
-                    chunk = jobs[start:start + self.batch_size]
-                    width = max(len(p) for _, p in chunk)
-                    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                    att = torch.zeros((len(chunk), width), dtype=torch.long)
-                    for row, (_, p) in enumerate(chunk):  # left padding keeps every prompt's end aligned
-                        ids[row, width - len(p):] = torch.tensor(p)
-                        att[row, width - len(p):] = 1
-                    seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
-                                               generation_config=gen_cfg)
-                    for (idx, p), row in zip(chunk, seqs[:, width:].tolist()):
-                        out.append(to_generation(self.tokenizer, idx, p, row))
-        finally:
-            self.model.train(was_training)
+        with generation_mode(self.model, self.gather_context):
+            for start in range(0, len(jobs), self.batch_size):
+                chunk = jobs[start:start + self.batch_size]
+                ids, att = left_pad([p for _, p in chunk], self.tokenizer.pad_token_id)
+                seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
+                                           generation_config=gen_cfg)
+                for (idx, p), row in zip(chunk, seqs[:, ids.shape[1]:].tolist()):
+                    out.append(to_generation(self.tokenizer, idx, p, row))
         return out

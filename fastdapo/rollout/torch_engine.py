@@ -10,7 +10,8 @@ import contextlib
 
 import torch
 
-from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, to_generation
+from fastdapo.rollout.base import (Generation, RolloutEngine, SamplingParams, generation_mode, left_pad,
+                                   to_generation)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -40,32 +41,23 @@ class TorchEngine(RolloutEngine):
         n = params.n
         per_chunk = max(1, self.batch_size // n)  # whole prompts per chunk, so a group never straddles two
         device = next(self.model.parameters()).device
-        was_training = self.model.training
-        self.model.eval()
         out: list[Generation] = []
-        try:
-            with self.gather_context():
-                for start in range(0, len(prompts), per_chunk):
-                    chunk = prompts[start:start + per_chunk]
-                    gens = None if seeds is None else [
-                        torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + per_chunk]]
-                    rows = self._sample_chunk(chunk, params, gens, device).tolist()
-                    for r, row in enumerate(rows):
-                        idx = start + r // n
-                        out.append(to_generation(self.tokenizer, idx, prompts[idx], row))
-        finally:
-            self.model.train(was_training)
+        with generation_mode(self.model, self.gather_context):
+            for start in range(0, len(prompts), per_chunk):
+                chunk = prompts[start:start + per_chunk]
+                gens = None if seeds is None else [
+                    torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + per_chunk]]
+                rows = self._sample_chunk(chunk, params, gens, device).tolist()
+                for r, row in enumerate(rows):
+                    idx = start + r // n
+                    out.append(to_generation(self.tokenizer, idx, prompts[idx], row))
         return out
 
     def _sample_chunk(self, chunk: list[list[int]], params: SamplingParams, gens, device) -> torch.Tensor:
         """[len(chunk) * n, steps] sampled tokens (pad after a row's EOS); rows of a prompt are contiguous."""
         n, pad, eos = params.n, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        att = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, p in enumerate(chunk):  # left padding keeps every prompt's last token in the last column
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            att[row, width - len(p):] = 1
+        ids, att = left_pad(chunk, pad)
+        width = ids.shape[1]
         ids, att = ids.to(device), att.to(device)
         # Explicit positions (as HF generate computes them) so left padding does not shift RoPE.
         pos = (att.cumsum(-1) - 1).clamp_(min=0)

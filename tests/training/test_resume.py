@@ -21,7 +21,7 @@ TIMEOUT = 300
 
 def tiny_overrides(cache: Path, steps: int = STEPS, save_every: int = 1) -> list[str]:
     sets = {"model.toy_sft_steps": 20, "model.toy_hidden_size": 32, "model.cache_dir": cache,
-            "data.toy_eval_size": 2, "rollout.eval_n": 2, "rollout.n": 4, "rollout.max_response_length": 8,
+            "data.toy_eval_size": 2, "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16,
             "algorithm.overlong_buffer_len": 2, "algorithm.train_batch_size": 2, "algorithm.gen_batch_size": 2,
             "algorithm.mini_batch_size": 1, "algorithm.dynamic_sampling": "false", "run.steps": steps,
             "run.save_every": save_every, "run.keep_last": 10, "run.log_samples_every": 2, "run.progress": "false"}
@@ -67,7 +67,7 @@ def wait_for(cond, proc: subprocess.Popen, what: str) -> None:
     while not cond():
         assert proc.poll() is None, f"the run ended (rc={proc.returncode}) before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(0.002)  # a step takes well under 0.1 s: the kill must land inside the next one
 
 
 def metrics(run_dir: Path) -> list[dict]:
