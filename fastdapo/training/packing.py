@@ -67,7 +67,8 @@ class MicroBatch:
     position_ids: torch.Tensor  # [1, T], restarting at 0 for every sequence; [B, Lmax] padded
     attention_mask: torch.Tensor | None  # [1, 1, T, T] bool block-diagonal causal, or None (flash varlen);
     #                                      [B, Lmax] bool padding mask for the padded baseline
-    cu_seqlens: torch.Tensor  # [S+1] int32 cumulative lengths of the real sequences
+    cu_seqlens: torch.Tensor  # [S+1] int32 cumulative lengths of the real sequences (shared-prompt layout:
+    #                           of the prompt bundles; per-sequence data then go through slot_map)
     targets: torch.Tensor  # [T] int64 (0 at each sequence's last position and on padding)
     loss_mask: torch.Tensor  # [T] bool
     fields: dict[str, torch.Tensor]  # [T] each

@@ -29,6 +29,10 @@ class SharedPromptLayout:
         self.length = sum(p + sum(rs) for _, p, rs in bundles)
         self._plans: dict[torch.device, dict] = {}
 
+    def max_span(self) -> int:
+        """Longest attention span of any query: a prompt plus its longest response."""
+        return max(p + max(rs, default=0) for _, p, rs in self.bundles)
+
     def use_batched(self) -> bool:
         prompts = [p for _, p, _ in self.bundles]
         resp = [(p, r) for _, p, rs in self.bundles for r in rs if r]

@@ -102,6 +102,17 @@ def test_greedy_matches_hf_generate_token_for_token(tok, model):
     assert len({tuple(r) for r in want}) >= 4 and len(set(want[0])) > 3  # the check is not vacuous
 
 
+def test_greedy_matches_hf_generate_when_rows_finish_early(tok, eos_model):
+    """Rows ending at different steps are dropped from the decode batch; the rest must not notice."""
+    ps = prompts(tok, TEXTS)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=40)
+    want = HFEngine(eos_model, tok, batch_size=64).generate(ps, params)
+    assert len({len(g.response_ids) for g in want}) >= 3 and not all(g.truncated for g in want)
+    for bs in (64, 2):
+        got = build_engine("torch", model=eos_model, tokenizer=tok, batch_size=bs).generate(ps, params)
+        assert [g.response_ids for g in got] == [g.response_ids for g in want]
+
+
 def test_seeded_generation_reproducible_and_independent_of_batch_composition(tok, eos_model):
     engine = build_engine("torch", model=eos_model, tokenizer=tok, batch_size=64)
     ps = prompts(tok, TEXTS)

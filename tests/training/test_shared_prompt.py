@@ -222,3 +222,41 @@ def test_strategy_choice_follows_padding_waste():
 
     assert SharedPromptLayout([(0, 30, [16, 20, 18, 24])]).use_batched()  # alike lengths: pad and batch
     assert not SharedPromptLayout([(0, 30, [4000, 10, 12, 9, 11, 10, 8])]).use_batched()  # one long tail: loop
+
+
+def test_sliding_window_models_are_refused_not_silently_wrong():
+    """The per-sequence SDPA has no sliding window: a bundle longer than the window must raise."""
+    from fastdapo.training.attention import varlen_sdpa_attention_forward
+
+    q = torch.randn(1, 2, 12, 8)
+    bundles = [(0, 6, [6])]
+    with pytest.raises(NotImplementedError, match="sliding-window"):
+        varlen_sdpa_attention_forward(None, q, q, q, None, sliding_window=4, shared_prompt_bundles=bundles)
+    out, _ = varlen_sdpa_attention_forward(None, q, q, q, None, sliding_window=64, shared_prompt_bundles=bundles)
+    assert out.shape == (1, 12, 2, 8)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "sdpa_varlen"])
+def test_edge_cases_one_token_prompt_filtered_response_and_extra_micro_batches(shared_models, impl):
+    """prompt_len 1, a one-token response, a fully masked (overlong-filtered) response and more
+    micro-batches than bundles: same masked log-prob sum and gradients as the sequences run alone."""
+    model, ref = shared_models[impl], shared_models["sdpa"]
+    seqs = make_group_seqs([(1, [3, 1]), (4, [2, 5])], seed=9)
+    seqs[3].loss_mask[:] = False  # overlong filtering masks a whole response
+    ref.zero_grad()
+    want_loss = sum(alone_logprobs(ref, s)[s.loss_mask].sum() for s in seqs)
+    want_loss.backward()
+    want = [p.grad.clone() for p in ref.parameters()]
+    model.zero_grad()
+    mbs = make_shared_micro_batches(seqs, max_tokens=1000, attn_impl=impl, num_micro_batches=4)
+    assert len(mbs) == 4 and sum(mb.num_tokens == 0 for mb in mbs) == 2
+    got_loss = 0.0
+    for mb in mbs:
+        loss = slot_logprobs(model, mb)[mb.loss_mask].sum()
+        loss.backward()
+        got_loss += float(loss)
+    assert got_loss == pytest.approx(float(want_loss), abs=1e-5)
+    for a, b in zip(model.parameters(), want):
+        torch.testing.assert_close(a.grad, b, atol=1e-5, rtol=1e-5)
+    model.zero_grad()
+    ref.zero_grad()
