@@ -56,7 +56,7 @@ class RolloutConfig:
     temperature: float = field(default=1.0, metadata=rng(0, 10, help="sampling temperature (also used for log-probs)"))
     top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True, help="nucleus sampling"))
     max_response_length: int = field(default=24, metadata=rng(1, None, help="L_max: max new tokens per response"))
-    batch_size: int = field(default=512, metadata=rng(1, None, help="sequences per generate() call"))
+    batch_size: int = field(default=512, metadata=rng(1, None, help="sequences generated together (torch engine: whole groups, at least n)"))
     seed_per_prompt: bool = field(default=False, metadata={"help": "seed each prompt's samples from (run.seed, prompt uid): "
                                                             "rollouts independent of batching and process count"})
     eval_n: int = field(default=4, metadata=rng(1, 1024, help="samples per eval prompt (avg@k)"))
