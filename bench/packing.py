@@ -9,6 +9,8 @@ Layouts compared (same sequences, same token budget per micro-batch):
   padded-sorted  length-sorted micro-batches (similar lengths together), [B, Lmax] with B * Lmax <= budget
   packed         the packing plan, one [1, T] row per micro-batch with a block-diagonal causal mask (SDPA)
   packed-varlen  the same rows, attention run per sequence (no T x T mask; fastdapo.training.attention)
+  packed-shared  groups of ``--group-size`` sequences share their prompt, computed once per micro-batch
+                 (fastdapo.training.shared_prompt; the trainer's default layout)
 
 Timings use one CPU thread by default (``--threads``): on a machine shared with other jobs,
 multi-threaded CPU kernels lose most of their time waiting on each other and the numbers swing by
@@ -40,6 +42,7 @@ from fastdapo.training.packing import (
     padding_fraction,
     plan_micro_batches,
 )
+from fastdapo.training.shared_prompt import make_shared_micro_batches
 
 __all__ = ["packing_command", "run_packing_bench", "skewed_lengths"]
 
@@ -55,14 +58,20 @@ def skewed_lengths(n: int, cap: int, *, median: float, sigma: float = 1.0, n_at_
     return lengths
 
 
-def _sequences(lengths: list[int], vocab: int, seed: int) -> list[Sequence]:
+PROMPT_LEN = 16
+
+
+def _sequences(lengths: list[int], vocab: int, seed: int, group_size: int) -> list[Sequence]:
+    """Consecutive runs of ``group_size`` sequences are one group: one prompt, different responses."""
     g = torch.Generator().manual_seed(seed + 1)
     seqs = []
-    for n in lengths:
-        prompt = min(16, n // 2)
+    for i, n in enumerate(lengths):
+        if i % group_size == 0:
+            prompt = torch.randint(0, vocab, (PROMPT_LEN,), generator=g)
         mask = torch.zeros(n, dtype=torch.bool)
-        mask[max(prompt - 1, 0):] = True  # positions predicting response tokens
-        seqs.append(Sequence(input_ids=torch.randint(0, vocab, (n,), generator=g), loss_mask=mask, fields={}))
+        mask[PROMPT_LEN - 1:n - 1] = True  # positions predicting response tokens
+        ids = torch.cat([prompt, torch.randint(0, vocab, (n - PROMPT_LEN,), generator=g)])
+        seqs.append(Sequence(input_ids=ids, loss_mask=mask, fields={}, prompt_len=PROMPT_LEN, group=i // group_size))
     return seqs
 
 
@@ -95,7 +104,10 @@ def _update_pass(model, mbs: list[MicroBatch]) -> None:
     model.zero_grad(set_to_none=True)
     for mb in mbs:
         hidden = model.model(**backbone_kwargs(mb)).last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1])[mb.loss_mask]
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        if mb.pred_index is not None:  # shared prompts: the rows predicting each response token
+            hidden = hidden.index_select(0, mb.pred_index)
+        hidden = hidden[mb.loss_mask]
         logits = model.lm_head(hidden)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, mb.targets[mb.loss_mask][:, None])
         logp.sum().backward()
@@ -103,9 +115,9 @@ def _update_pass(model, mbs: list[MicroBatch]) -> None:
 
 def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.0, max_tokens: int = 1024,
                       hidden: int = 256, layers: int = 4, vocab: int = 2048, repeats: int = 3,
-                      seed: int = 0) -> list[dict]:
-    lengths = skewed_lengths(num_seqs, cap, median=median, seed=seed)
-    seqs = _sequences(lengths, vocab, seed)
+                      group_size: int = 8, seed: int = 0) -> list[dict]:
+    lengths = skewed_lengths(num_seqs, cap, median=median, min_len=PROMPT_LEN + 1, seed=seed)
+    seqs = _sequences(lengths, vocab, seed, group_size)
     model = _tiny_qwen2(hidden, layers, vocab, cap)
     varlen = register_varlen_sdpa()
     plan = plan_micro_batches(lengths, max_tokens)
@@ -114,6 +126,7 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
         "padded-sorted": (make_padded_micro_batches(seqs, max_tokens, plan=_sorted_plan(lengths, max_tokens)), "sdpa"),
         "packed": (make_micro_batches(seqs, max_tokens), "sdpa"),
         "packed-varlen": (make_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen"), varlen),
+        "packed-shared": (make_shared_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen"), varlen),
     }
     times: dict[str, list[float]] = {name: [] for name in layouts}
     for name, (mbs, impl) in layouts.items():  # warm-up
@@ -146,6 +159,7 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
     info = {
         "num_seqs": num_seqs, "mean_len": round(real / num_seqs, 1), "max_len": max(lengths),
         "max_over_mean": round(max(lengths) * num_seqs / real, 2), "max_tokens": max_tokens,
+        "group_size": group_size, "prompt_len": PROMPT_LEN,
         "hidden": hidden, "layers": layers, "vocab": vocab, "threads": torch.get_num_threads(),
     }
     for r in rows:
@@ -164,6 +178,7 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
 @click.option("--layers", default=4, show_default=True)
 @click.option("--vocab", default=2048, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Timed passes per layout (best is reported).")
+@click.option("--group-size", default=8, show_default=True, help="Sequences per prompt (shared-prompt layout).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=1, show_default=True,
               help="torch CPU threads; 1 keeps timings stable on a shared machine (0 = torch default).")
