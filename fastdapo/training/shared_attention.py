@@ -6,8 +6,9 @@ to run it, picked per micro-batch by the attention work they would spend:
 * batched: all prompts of the row right-padded into one causal SDPA call, all responses right-padded
   into a second call whose keys are ``[own prompt (padded) | own response (padded)]`` under a
   boolean mask; two calls per layer, cheap when lengths are alike (short responses, CPU);
-* looped: one causal call per prompt and one masked call per response; exact work, for skewed
-  long responses where padding to the longest would waste most of the attention FLOPs.
+* looped: one causal call per prompt and one per response over ``[prompt | response]`` (the prompt
+  rows' outputs dropped); no mask tensor, for skewed long responses where padding to the longest
+  would waste most of the attention FLOPs.
 
 The gather plan depends only on the layout, so it is built once per forward and reused by every
 layer (the layout object travels through transformers as the ``shared_prompt_bundles`` keyword).
@@ -111,16 +112,18 @@ def _looped(query, key, value, layout, dropout, scaling):
     qs, ks, vs = query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2)
     outs, j = [], 0
     for _, p, rs in layout.bundles:
-        kp, vp = ks[j], vs[j]
-        outs.append(F.scaled_dot_product_attention(qs[j], kp, vp, dropout_p=dropout, is_causal=True, scale=scaling))
+        qp, kp, vp = qs[j], ks[j], vs[j]
+        outs.append(F.scaled_dot_product_attention(qp, kp, vp, dropout_p=dropout, is_causal=True, scale=scaling))
         j += 1
         for r in rs:
             if not r:
                 continue
-            # response row i sees the prompt and its own keys 0..i: tril shifted right by p
-            mask = torch.ones(r, p + r, dtype=torch.bool, device=query.device).tril(diagonal=p)
-            outs.append(F.scaled_dot_product_attention(qs[j], torch.cat([kp, ks[j]], 2), torch.cat([vp, vs[j]], 2),
-                                                       attn_mask=mask, dropout_p=dropout, scale=scaling))
+            # Causal attention over [prompt | response], keeping the response rows: no mask tensor (so the
+            # flash / memory-efficient kernels apply) for p x p wasted scores, small next to r x (p + r).
+            out = F.scaled_dot_product_attention(torch.cat([qp, qs[j]], 2), torch.cat([kp, ks[j]], 2),
+                                                 torch.cat([vp, vs[j]], 2), dropout_p=dropout, is_causal=True,
+                                                 scale=scaling)
+            outs.append(out[:, :, p:])
             j += 1
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
