@@ -58,13 +58,10 @@ def varlen_sdpa_attention_forward(
     if attention_mask is not None:
         raise ValueError(f"{VARLEN_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
     if shared_prompt_bundles is not None:
-        from fastdapo.training.shared_attention import SharedPromptLayout, shared_prompt_attention
+        from fastdapo.training.shared_attention import shared_prompt_attention
 
-        if not isinstance(shared_prompt_bundles, SharedPromptLayout):
-            shared_prompt_bundles = SharedPromptLayout(shared_prompt_bundles)
-        if sliding_window is not None and shared_prompt_bundles.max_span() > sliding_window:
-            raise NotImplementedError(f"{VARLEN_SDPA} does not implement sliding-window attention")
-        out = shared_prompt_attention(query, key, value, shared_prompt_bundles, dropout, scaling)
+        out = shared_prompt_attention(query, key, value, shared_prompt_bundles, dropout, scaling,
+                                      sliding_window=sliding_window)
         return out.transpose(1, 2).contiguous(), None
     if cu_seq_lens_k is not None and cu_seq_lens_q is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
         raise ValueError(f"{VARLEN_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")

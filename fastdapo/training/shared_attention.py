@@ -129,11 +129,13 @@ def _looped(query, key, value, layout, dropout, scaling):
 
 
 def shared_prompt_attention(query, key, value, layout, dropout: float = 0.0, scaling: float | None = None,
-                            batched: bool | None = None) -> torch.Tensor:
+                            batched: bool | None = None, sliding_window: int | None = None) -> torch.Tensor:
     """``[1, heads, T, D]`` packed row -> ``[1, heads, T, D]``; ``layout``: a :class:`SharedPromptLayout`
     or its bundle list. ``batched=None`` picks the cheaper way."""
     if not isinstance(layout, SharedPromptLayout):
         layout = SharedPromptLayout(layout)
+    if sliding_window is not None and layout.max_span() > sliding_window:
+        raise NotImplementedError("shared-prompt attention does not implement sliding-window attention")
     if layout.length != query.shape[2]:
         raise ValueError(f"shared_prompt_bundles cover {layout.length} tokens but the row holds {query.shape[2]}")
     groups = query.shape[1] // key.shape[1]

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdapo.training.packing import ATTN_IMPLS, MicroBatch, Sequence, _validate, plan_micro_batches
+from fastdapo.training.packing import (ATTN_IMPLS, MicroBatch, Sequence, _device, _field_dtypes, _validate,
+                                       plan_micro_batches)
 
 __all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask",
            "can_share", "num_shared_micro_batches_needed"]
@@ -166,6 +167,5 @@ def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
         raise ValueError(f"shared prompts need attn_impl in {SHARED_ATTN_IMPLS} (of {ATTN_IMPLS}), got {attn_impl!r}")
     bundles = make_bundles(seqs, max_tokens) if bundles is None else bundles
     plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
-    dtypes = {k: v.dtype for k, v in seqs[0].fields.items()} if seqs else {}
-    device = seqs[0].input_ids.device if seqs else torch.device("cpu")
+    dtypes, device = _field_dtypes(seqs), _device(seqs)
     return [_pack_bundles(seqs, [bundles[j] for j in p], attn_impl, pad_token_id, dtypes, device) for p in plan]
