@@ -8,9 +8,9 @@ Layouts compared (same sequences, same token budget per micro-batch):
   padded         the packing plan (balanced micro-batches), each micro-batch a [B, Lmax] right-padded batch
   padded-sorted  length-sorted micro-batches (similar lengths together), [B, Lmax] with B * Lmax <= budget
   packed         the packing plan, one [1, T] row per micro-batch with a block-diagonal causal mask (SDPA)
-  packed-varlen  the same rows, attention run per sequence (no T x T mask; fastdapo.training.attention)
+  packed-varlen  the same rows, attention run per sequence (no T x T mask; fastdapo.packing.attention)
   packed-shared  groups of ``--group-size`` sequences share their prompt, computed once per micro-batch
-                 (fastdapo.training.shared_prompt; the trainer's default layout)
+                 (fastdapo.packing.shared_prompt; the trainer's default layout)
 
 Timings use one CPU thread by default (``--threads``): on a machine shared with other jobs,
 multi-threaded CPU kernels lose most of their time waiting on each other and the numbers swing by
@@ -32,8 +32,8 @@ from pathlib import Path
 import click
 import torch
 
-from fastdapo.training.attention import register_varlen_sdpa
-from fastdapo.training.packing import (
+from fastdapo.packing.attention import register_varlen_sdpa
+from fastdapo.packing.packed import (
     MicroBatch,
     Sequence,
     backbone_kwargs,
@@ -42,7 +42,7 @@ from fastdapo.training.packing import (
     padding_fraction,
     plan_micro_batches,
 )
-from fastdapo.training.shared_prompt import make_shared_micro_batches
+from fastdapo.packing.shared_prompt import make_shared_micro_batches
 
 __all__ = ["packing_command", "run_packing_bench", "skewed_lengths"]
 

@@ -55,7 +55,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None) ->
     if result.get("acc_before") is not None and result.get("acc_after") is not None:
         click.echo(f"accuracy before -> after: {result['acc_before']:.3f} -> {result['acc_after']:.3f}")
     if result.get("stopped_by"):
-        from fastdapo.training.signals import EXIT_CODES
+        from fastdapo.runtime.signals import EXIT_CODES
 
         click.echo(f"stopped by {result['stopped_by']}; resume with: fastdapo train ... --resume auto", err=True)
         sys.exit(EXIT_CODES.get(result["stopped_by"], 0))

@@ -89,7 +89,7 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: Optional[int]
     import torch
     from transformers import AutoConfig
 
-    from fastdapo.training.checkpoint import HF_DIR, read_manifest, resolve
+    from fastdapo.checkpoint.store import HF_DIR, read_manifest, resolve
 
     ckpt = resolve(path, step)
     manifest = read_manifest(ckpt)
@@ -112,7 +112,7 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: Optional[int]
 
 
 def is_run_or_checkpoint(path: str | Path) -> bool:
-    from fastdapo.training.checkpoint import checkpoint_root, is_checkpoint_dir
+    from fastdapo.checkpoint.store import checkpoint_root, is_checkpoint_dir
 
     return is_checkpoint_dir(Path(path)) or checkpoint_root(Path(path)) is not None
 

@@ -5,7 +5,7 @@ import torch
 
 from fastdapo.algorithm.advantage import group_advantages
 from fastdapo.algorithm.dynamic_sampling import Group
-from fastdapo.training.packing import Sequence
+from fastdapo.packing.packed import Sequence
 
 
 def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list[Sequence], list[int]]:

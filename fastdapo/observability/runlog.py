@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fastdapo.observability.samples import SampleLog
 from fastdapo.observability.sinks import build_sinks
-from fastdapo.training import distributed as D
-from fastdapo.training.metrics import MetricsWriter
+from fastdapo.runtime import distributed as D
+from fastdapo.observability.metrics import MetricsWriter
 
 
 class RunLog:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastdapo.training import distributed as D
+from fastdapo.runtime import distributed as D
 
 MAX_GROUPS = 4
 

@@ -36,7 +36,7 @@ class VLLMEngine(RolloutEngine):
                  tensor_parallel_size: int = 1, max_model_len: int | None = None, gather_context=None,
                  sleep_between_steps: bool = True):
         vllm = import_vllm()
-        from fastdapo.training import distributed as D
+        from fastdapo.runtime import distributed as D
 
         self.tokenizer = tokenizer
         self.gather_context = gather_context or contextlib.nullcontext

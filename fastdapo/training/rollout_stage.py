@@ -14,7 +14,7 @@ def build_rollout_engine(cfg: Config, ws, ds_engine) -> RolloutEngine:
     """The configured engine; torch / hf share the actor's weights (gathered under ZeRO-3), vLLM gets copies."""
     r = cfg.rollout
     if r.engine in ("torch", "hf"):
-        from fastdapo.training.zero3 import gathered_for_generation
+        from fastdapo.actor.zero3 import gathered_for_generation
 
         return build_engine(r.engine, model=ws.model, tokenizer=ws.tokenizer, batch_size=r.batch_size,
                             gather_context=lambda: gathered_for_generation(ds_engine))
@@ -58,7 +58,7 @@ def generate_and_score(engine: RolloutEngine, prompts: list[PromptRecord], cfg: 
 
 def evaluate_accuracy(engine: RolloutEngine, records: list[PromptRecord], cfg: Config) -> float:
     """Mean sampled accuracy (avg@eval_n) on this rank's share of the eval prompts, reduced over ranks."""
-    from fastdapo.training import distributed as D
+    from fastdapo.runtime import distributed as D
 
     mine = records[D.rank()::D.world_size()]
     params = sampling_params(cfg, evaluation=True)

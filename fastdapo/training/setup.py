@@ -44,7 +44,7 @@ def resolve_attn(name: str, device: torch.device) -> str:
         except ImportError:
             pass
     if name in ("auto", "packed_sdpa"):
-        from fastdapo.training.attention import register_packed_sdpa
+        from fastdapo.packing.attention import register_packed_sdpa
 
         return register_packed_sdpa()
     return name

@@ -17,17 +17,17 @@ from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.config import Config, save_config
 from fastdapo.observability.runlog import RunLog
-from fastdapo.training import distributed as D
-from fastdapo.training.actor import Actor
-from fastdapo.training.checkpoint import Checkpointer
-from fastdapo.training.ds_engine import build_ds_engine
-from fastdapo.training.metrics import Timer, rollout_metrics, timing_metrics, token_mean
-from fastdapo.training.policy import LossSettings, PolicyWithLoss
-from fastdapo.training.progress import StepProgress, setup_logging
-from fastdapo.training.prompt_stream import PromptStream
+from fastdapo.runtime import distributed as D
+from fastdapo.actor.actor import Actor
+from fastdapo.checkpoint.store import Checkpointer
+from fastdapo.actor.ds_engine import build_ds_engine
+from fastdapo.observability.metrics import Timer, rollout_metrics, timing_metrics, token_mean
+from fastdapo.actor.policy import LossSettings, PolicyWithLoss
+from fastdapo.observability.progress import StepProgress, setup_logging
+from fastdapo.data.prompt_stream import PromptStream
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
-from fastdapo.training.signals import StopSignal
+from fastdapo.runtime.signals import StopSignal
 
 log = logging.getLogger("fastdapo")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastdapo.training import checkpoint as C
+from fastdapo.checkpoint import store as C
 
 STEPS = 4
 TIMEOUT = 300

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from fastdapo.training.packing import Sequence, backbone_kwargs, make_micro_batches, scatter_back, unpack
-from fastdapo.training.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
+from fastdapo.packing.packed import Sequence, backbone_kwargs, make_micro_batches, scatter_back, unpack
+from fastdapo.packing.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
                                              num_shared_micro_batches_needed)
 
-from tests.training.test_packing import VOCAB, alone_logprobs, shifted_targets, tiny_qwen2
+from tests.packing.test_packing import VOCAB, alone_logprobs, shifted_targets, tiny_qwen2
 
 # (prompt length, response lengths) per group; responses of very different lengths, one of length 1
 GROUPS = [(6, [4, 9, 1]), (3, [7, 2]), (11, [5, 5, 3, 8])]
@@ -35,7 +35,7 @@ def slot_logprobs(model, mb):
 
 @pytest.fixture(scope="module")
 def shared_models():
-    from fastdapo.training.attention import register_packed_sdpa
+    from fastdapo.packing.attention import register_packed_sdpa
 
     name = register_packed_sdpa()
     out = {impl: tiny_qwen2(impl) for impl in ("sdpa", "eager")}
@@ -194,8 +194,8 @@ def test_plain_packing_still_accepts_prompt_metadata():
 @pytest.mark.parametrize("batched", [True, False])
 def test_batched_and_looped_shared_attention_agree_with_the_mask(batched):
     """Both execution strategies against SDPA with the explicit 4-D shared-prompt mask, GQA included."""
-    from fastdapo.training.shared_attention import SharedPromptLayout, shared_prompt_attention
-    from fastdapo.training.shared_prompt import shared_prompt_mask
+    from fastdapo.packing.shared_attention import SharedPromptLayout, shared_prompt_attention
+    from fastdapo.packing.shared_prompt import shared_prompt_mask
 
     bundles = [(0, 5, [3, 1, 6]), (15, 2, [4]), (21, 3, [])]  # the last one: trailing padding block
     t = 24
@@ -218,7 +218,7 @@ def test_batched_and_looped_shared_attention_agree_with_the_mask(batched):
 
 
 def test_strategy_choice_follows_padding_waste():
-    from fastdapo.training.shared_attention import SharedPromptLayout
+    from fastdapo.packing.shared_attention import SharedPromptLayout
 
     assert SharedPromptLayout([(0, 30, [16, 20, 18, 24])]).use_batched()  # alike lengths: pad and batch
     assert not SharedPromptLayout([(0, 30, [4000, 10, 12, 9, 11, 10, 8])]).use_batched()  # one long tail: loop
@@ -226,7 +226,7 @@ def test_strategy_choice_follows_padding_waste():
 
 def test_sliding_window_models_are_refused_not_silently_wrong():
     """The per-sequence SDPA has no sliding window: a bundle longer than the window must raise."""
-    from fastdapo.training.attention import varlen_sdpa_attention_forward
+    from fastdapo.packing.attention import varlen_sdpa_attention_forward
 
     q = torch.randn(1, 2, 12, 8)
     bundles = [(0, 6, [6])]

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fastdapo.training import distributed as D
+from fastdapo.runtime import distributed as D
 
 console = Console(stderr=True)
 if not console.is_terminal:  # logs to files/CI: don't wrap at 80 columns

@@ -12,7 +12,7 @@ from row positions to "slots": slot ``k`` is predicted by the hidden state at ``
 Only response tokens get slots, so the LM head and the loss never run on prompt positions.
 
 Attention: a 4-D boolean mask for ``sdpa`` / ``eager``; for ``sdpa_varlen`` (the per-sequence SDPA of
-:mod:`fastdapo.training.attention`) the bundle structure travels as the ``shared_prompt_bundles``
+:mod:`fastdapo.packing.attention`) the bundle structure travels as the ``shared_prompt_bundles``
 keyword and no ``T x T`` mask is built. flash-attention's varlen kernel cannot express a shared
 prefix, so those models keep the plain packed layout.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdapo.training.packing import (ATTN_IMPLS, MicroBatch, Sequence, _device, _field_dtypes, _validate,
+from fastdapo.packing.packed import (ATTN_IMPLS, MicroBatch, Sequence, _device, _field_dtypes, _validate,
                                        plan_micro_batches)
 
 __all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask",
@@ -160,7 +160,7 @@ def num_shared_micro_batches_needed(seqs: list[Sequence], max_tokens: int,
 def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
                               attn_impl: str = "sdpa_varlen", pad_token_id: int = 0,
                               bundles: list[Bundle] | None = None) -> list[MicroBatch]:
-    """Like :func:`fastdapo.training.packing.make_micro_batches`, but the balanced units are prompt
+    """Like :func:`fastdapo.packing.packed.make_micro_batches`, but the balanced units are prompt
     bundles (``make_bundles(seqs, max_tokens)`` unless given) and every micro-batch uses the
     shared-prompt layout."""
     if attn_impl not in SHARED_ATTN_IMPLS:

@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from fastdapo.training import distributed as D
+from fastdapo.runtime import distributed as D
 
 log = logging.getLogger(__name__)
 

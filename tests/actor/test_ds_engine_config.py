@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastdapo.config import Config
-from fastdapo.training.ds_engine import generated_ds_config, merge_user_config
+from fastdapo.actor.ds_engine import generated_ds_config, merge_user_config
 
 
 def test_generated_config_follows_fastdapo_config():

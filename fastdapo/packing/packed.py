@@ -10,7 +10,7 @@ at 0 for every sequence and attention is kept inside each sequence:
 * ``attn_impl="flash_attention_2"`` / ``"flash_attention_3"``: no mask; the restarting position ids
   plus precomputed ``cu_seq_lens_*`` / ``max_length_*`` select the flash-attention varlen kernel.
 * ``attn_impl="sdpa_varlen"``: the same keyword arguments as flash, for a model switched to the
-  per-sequence SDPA attention of :mod:`fastdapo.training.attention` (no ``T x T`` mask or FLOPs).
+  per-sequence SDPA attention of :mod:`fastdapo.packing.attention` (no ``T x T`` mask or FLOPs).
 
 All paths pass ``use_cache=False``: with a cache object present transformers does not treat restarting
 position ids as packed sequences.
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastdapo.training.partition import balanced_partition
+from fastdapo.packing.partition import balanced_partition
 
 __all__ = [
     "Sequence",
@@ -55,7 +55,7 @@ class Sequence:
     loss_mask: torch.Tensor  # [L] bool: True at t when token t+1 is a scored response token
     fields: dict[str, torch.Tensor] = field(default_factory=dict)  # [L] each, aligned to predicting position t
     prompt_len: int = 0  # tokens of input_ids that are prompt (0 = unknown: the prompt cannot be shared)
-    group: int | None = None  # sequences of one group share their prompt (see fastdapo.training.shared_prompt)
+    group: int | None = None  # sequences of one group share their prompt (see fastdapo.packing.shared_prompt)
 
     def __len__(self) -> int:
         return int(self.input_ids.numel())
@@ -76,7 +76,7 @@ class MicroBatch:
     num_tokens: int  # real tokens, padding excluded
     attn_impl: str = "sdpa"
     row_length: int | None = None  # padded baseline: Lmax (rows of the flattened [B*Lmax] layout); None = packed
-    # Shared-prompt layout only (fastdapo.training.shared_prompt): per-token data live on M "slots"
+    # Shared-prompt layout only (fastdapo.packing.shared_prompt): per-token data live on M "slots"
     # instead of the T row positions; slot k is predicted by the hidden state at row position pred_index[k].
     pred_index: torch.Tensor | None = None  # [M] int64
     slot_map: list[tuple[int, int, int, int]] | None = None  # per held sequence: (slot, seq offset, count, seq len)
@@ -321,7 +321,7 @@ def backbone_kwargs(mb: MicroBatch, *, mask_dtype: torch.dtype = torch.float32) 
         kw["attention_mask"] = mb.attention_mask
         return kw
     if mb.bundles is not None and mb.attn_impl == "sdpa_varlen":
-        from fastdapo.training.shared_attention import SharedPromptLayout
+        from fastdapo.packing.shared_attention import SharedPromptLayout
 
         kw["shared_prompt_bundles"] = SharedPromptLayout(mb.bundles)  # one gather plan for every layer
         return kw

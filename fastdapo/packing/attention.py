@@ -58,7 +58,7 @@ def varlen_sdpa_attention_forward(
     if attention_mask is not None:
         raise ValueError(f"{VARLEN_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
     if shared_prompt_bundles is not None:
-        from fastdapo.training.shared_attention import shared_prompt_attention
+        from fastdapo.packing.shared_attention import shared_prompt_attention
 
         out = shared_prompt_attention(query, key, value, shared_prompt_bundles, dropout, scaling,
                                       sliding_window=sliding_window)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastdapo.training import checkpoint as C
+from fastdapo.checkpoint import store as C
 
 VOCAB = 48
 
@@ -101,9 +101,9 @@ def test_rng_state_roundtrips_through_a_weights_only_file(tmp_path):
 def _engine(stage: int, grad_clip: float = 1.0):
     from fastdapo.config import Config
     from fastdapo.toy.model import tiny_qwen2
-    from fastdapo.training import distributed as D
-    from fastdapo.training.ds_engine import build_ds_engine
-    from fastdapo.training.policy import LossSettings, PolicyWithLoss
+    from fastdapo.runtime import distributed as D
+    from fastdapo.actor.ds_engine import build_ds_engine
+    from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 
     D.init_distributed(torch.device("cpu"), "gloo")
     cfg = Config()
@@ -161,7 +161,7 @@ def test_export_gives_the_trained_logits(tmp_path, stage):
 
 
 def test_resume_restores_engine_and_trainer_state(tmp_path):
-    from fastdapo.training.prompt_stream import PromptStream
+    from fastdapo.data.prompt_stream import PromptStream
     from fastdapo.data.records import PromptRecord
 
     records = [PromptRecord(prompt=str(i), prompt_ids=[i], ground_truth="0") for i in range(7)]

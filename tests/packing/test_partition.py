@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastdapo.training.partition import balanced_partition, greedy_partition, part_sums
+from fastdapo.packing.partition import balanced_partition, greedy_partition, part_sums
 
 lengths_st = st.lists(st.integers(min_value=0, max_value=2000), min_size=0, max_size=60)
 k_st = st.integers(min_value=1, max_value=12)

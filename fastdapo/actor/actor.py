@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastdapo.training import distributed as D
-from fastdapo.training.packing import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
+from fastdapo.runtime import distributed as D
+from fastdapo.packing.packed import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
                                        scatter_back)
-from fastdapo.training.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
+from fastdapo.packing.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
                                              num_shared_micro_batches_needed)
 
 
@@ -82,7 +82,7 @@ class Actor:
         return mbs
 
     def _attn_impl(self) -> str:
-        from fastdapo.training.attention import PACKED_SDPA
+        from fastdapo.packing.attention import PACKED_SDPA
 
         impl = getattr(self.policy.model.config, "_attn_implementation", "sdpa") or "sdpa"
         if impl == PACKED_SDPA:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from kernels import fused_linear_dapo_loss, linear_logprobs
-from fastdapo.training.packing import MicroBatch, backbone_kwargs
+from fastdapo.packing.packed import MicroBatch, backbone_kwargs
 
 
 @dataclass

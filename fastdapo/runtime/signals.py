@@ -19,7 +19,7 @@ import signal
 import threading
 from typing import Optional
 
-from fastdapo.training import distributed as D
+from fastdapo.runtime import distributed as D
 
 log = logging.getLogger(__name__)
 

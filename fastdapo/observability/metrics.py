@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from fastdapo.algorithm.dynamic_sampling import SamplingOutcome
-from fastdapo.training import distributed as D
+from fastdapo.runtime import distributed as D
 
 
 class Timer:

@@ -4,11 +4,11 @@ import torch
 
 from fastdapo.config import Config
 from fastdapo.toy.model import tiny_qwen2
-from fastdapo.training import distributed as D
-from fastdapo.training.actor import Actor
-from fastdapo.training.ds_engine import build_ds_engine
-from fastdapo.training.packing import Sequence
-from fastdapo.training.policy import LossSettings, PolicyWithLoss
+from fastdapo.runtime import distributed as D
+from fastdapo.actor.actor import Actor
+from fastdapo.actor.ds_engine import build_ds_engine
+from fastdapo.packing.packed import Sequence
+from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 from kernels.reference import reference_dapo_loss
 
 VOCAB = 48
@@ -130,7 +130,7 @@ def make_grouped_sequences(seed=4, groups=4, g_size=3):
 @pytest.mark.parametrize("attn", ["sdpa", "packed_sdpa"])
 def test_shared_prompt_actor_equals_unshared_reference(attn):
     """Prompts shared inside the real DeepSpeed actor: same loss, gradient and old log-probs."""
-    from fastdapo.training.attention import register_packed_sdpa
+    from fastdapo.packing.attention import register_packed_sdpa
 
     D.init_distributed(torch.device("cpu"), "gloo")
     seqs = make_grouped_sequences()

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastdapo.training.packing import (
+from fastdapo.packing.packed import (
     MicroBatch,
     Sequence,
     backbone_kwargs,
@@ -313,7 +313,7 @@ def test_flash_kwargs_isolate_under_sdpa_via_position_ids(model):
 
 @pytest.fixture(scope="module")
 def varlen_model():
-    from fastdapo.training.attention import register_varlen_sdpa
+    from fastdapo.packing.attention import register_varlen_sdpa
 
     name = register_varlen_sdpa()
     m = tiny_qwen2()
@@ -347,7 +347,7 @@ def test_varlen_sdpa_gradients(varlen_model, model):
 
 
 def test_cu_seqlens_from_position_ids():
-    from fastdapo.training.attention import cu_seqlens_from_position_ids
+    from fastdapo.packing.attention import cu_seqlens_from_position_ids
 
     pos = torch.tensor([[0, 1, 2, 0, 0, 1]])
     assert cu_seqlens_from_position_ids(pos).tolist() == [0, 3, 4, 6]

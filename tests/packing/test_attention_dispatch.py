@@ -3,8 +3,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fastdapo.toy.model import tiny_qwen2
-from fastdapo.training.attention import register_packed_sdpa
-from fastdapo.training.packing import Sequence, backbone_kwargs, make_micro_batches
+from fastdapo.packing.attention import register_packed_sdpa
+from fastdapo.packing.packed import Sequence, backbone_kwargs, make_micro_batches
 
 
 def test_packed_rows_isolated_and_generation_unchanged(tmp_path):
