@@ -8,7 +8,7 @@ Public API (stable):
     logprobs, entropy = linear_logprobs(hidden, weight, targets, temperature=1.0, impl="auto")
 
 Neither materializes the [tokens, vocab] logits.  ``impl`` picks a back-end by name from
-``kernels.dispatch.BACKENDS``: "triton" (CUDA, or CPU under TRITON_INTERPRET=1), "torch" (chunked
+``dispatch.BACKENDS``: "triton" (CUDA, or CPU under TRITON_INTERPRET=1), "torch" (chunked
 pure PyTorch) or "auto" (triton on CUDA tensors, torch otherwise).
 """
 

@@ -7,10 +7,10 @@ import os
 
 import torch
 
-# name -> module implementing logprobs / loss_forward / loss_backward
+# name -> module (relative to this package) implementing logprobs / loss_forward / loss_backward
 BACKENDS = {
-    "torch": "kernels.torch_chunked",
-    "triton": "kernels.triton_backend",
+    "torch": "torch_chunked",
+    "triton": "triton_backend",
 }
 
 
@@ -35,4 +35,4 @@ def resolve(impl: str, device: torch.device):
         raise RuntimeError(
             f"impl='triton' needs CUDA tensors (got {device.type}); on CPU set TRITON_INTERPRET=1 "
             "before importing triton to run the kernels in the interpreter, or use impl='torch'")
-    return importlib.import_module(BACKENDS[impl])
+    return importlib.import_module("." + BACKENDS[impl], __package__)
