@@ -1,6 +1,7 @@
 """`fastdapo` command line."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -22,7 +23,49 @@ def _prepare_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands defined elsewhere, imported on first use so `fastdapo train` does not pay for (or break on)
+# another command's imports. Listing them (`--help`) imports each one: a module that cannot load fails
+# loudly there, naming itself, instead of its command silently vanishing.
+COMMANDS = {
+    "eval": "fastdapo.evaluation.cli:eval_command",
+    "export": "fastdapo.export:export_command",
+    "launch": "fastdapo.launch:launch_command",
+    "plot": "fastdapo.observability.plot:plot_command",
+}
+BENCH_COMMANDS = {
+    "e2e": "bench.e2e:e2e_command",
+    "kernels": "bench.kernels:kernels_command",
+    "packing": "bench.packing:packing_command",
+    "reward-fidelity": "bench.reward_fidelity:reward_fidelity_command",
+}
+
+
+def load_command(name: str, target: str) -> click.Command:
+    module, attr = target.split(":")
+    try:
+        command = getattr(importlib.import_module(module), attr)
+    except Exception as e:  # any failure: the message names the command and the module
+        raise click.ClickException(f"command '{name}' cannot load: {module}: {type(e).__name__}: {e}") from None
+    if not isinstance(command, click.Command):
+        raise click.ClickException(f"command '{name}': {target} is not a click command")
+    return command
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name: str):
+        if name in self.lazy and name not in self.commands:
+            self.add_command(load_command(name, self.lazy[name]), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fastdapo")
 def main() -> None:
     """fastdapo: DAPO reinforcement learning for LLMs (Clip-Higher, Dynamic Sampling,
@@ -45,7 +88,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None) ->
     if resume is not None:
         overrides = overrides + (f"run.resume={resume}",)
     try:
-        cfg = load_config(config, list(overrides))
+        cfg = load_config(config, list(overrides), preflight=True)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     _prepare_env()
@@ -61,31 +104,10 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None) ->
         sys.exit(EXIT_CODES.get(result["stopped_by"], 0))
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=BENCH_COMMANDS)
 def bench() -> None:
     """Benchmarks (kernels, packing, end-to-end step time)."""
 
-
-def _attach_optional(group, module: str, attr: str) -> None:
-    try:
-        mod = __import__(module, fromlist=[attr])
-        group.add_command(getattr(mod, attr))
-    except (ImportError, AttributeError):
-        pass
-
-
-def _attach_all() -> None:
-    _attach_optional(bench, "bench.kernels", "kernels_command")
-    _attach_optional(bench, "bench.packing", "packing_command")
-    _attach_optional(bench, "bench.e2e", "e2e_command")
-    _attach_optional(bench, "bench.reward_fidelity", "reward_fidelity_command")
-    _attach_optional(main, "fastdapo.evaluation.cli", "eval_command")
-    _attach_optional(main, "fastdapo.observability.plot", "plot_command")
-    _attach_optional(main, "fastdapo.export", "export_command")
-    _attach_optional(main, "fastdapo.launch", "launch_command")
-
-
-_attach_all()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from fastdapo.config.preflight import preflight_errors
+from fastdapo.config.rules import check_rules
 from fastdapo.config.schema import Config
 
 TOY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy.yaml"
@@ -63,6 +65,12 @@ def _coerce(key: str, value: Any, tp) -> Any:
     return value
 
 
+def range_text(meta) -> str:
+    lo, hi = meta["range"]
+    left, right = "(" if meta.get("lo_open") else "[", ")" if meta.get("hi_open") else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
 def _check_meta(key: str, value: Any, meta) -> None:
     if value is None:
         return
@@ -71,11 +79,9 @@ def _check_meta(key: str, value: Any, meta) -> None:
     if "range" in meta:
         lo, hi = meta["range"]
         bad_lo = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
-        bad_hi = hi is not None and value > hi
+        bad_hi = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
         if bad_lo or bad_hi:
-            left = "(" if meta.get("lo_open") else "["
-            span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-            raise ConfigError(f"{key}: {value!r} is out of range; allowed {span}")
+            raise ConfigError(f"{key}: {value!r} is out of range; allowed {range_text(meta)}")
 
 
 def _build(cls, data: dict, prefix: str):
@@ -99,17 +105,6 @@ def _build(cls, data: dict, prefix: str):
     return cls(**kwargs)
 
 
-def _cross_checks(cfg: Config) -> None:
-    a, r = cfg.algorithm, cfg.rollout
-    if a.mini_batch_size > a.train_batch_size:
-        raise ConfigError(f"algorithm.mini_batch_size: {a.mini_batch_size} exceeds algorithm.train_batch_size {a.train_batch_size}")
-    if a.overlong_shaping and a.overlong_buffer_len >= r.max_response_length:
-        raise ConfigError(
-            f"algorithm.overlong_buffer_len: {a.overlong_buffer_len} must be below rollout.max_response_length {r.max_response_length}")
-    if r.n < 2 and a.dynamic_sampling:
-        raise ConfigError("rollout.n: group size must be >= 2 for group advantages with dynamic sampling")
-
-
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`section.key=value` strings; the value is parsed as YAML (numbers, bools, lists, null)."""
     for item in overrides:
@@ -130,20 +125,24 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML file (None -> built-in toy config), apply overrides, validate."""
-    data: dict = {}
-    source = Path(path) if path else (TOY_CONFIG if TOY_CONFIG.exists() else None)
-    if source is not None:
-        if not source.exists():
-            raise ConfigError(f"config file not found: {source}")
-        try:
-            data = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                preflight: bool = False) -> Config:
+    """Load a YAML file (None -> configs/toy.yaml), apply overrides, validate every key and rule.
+
+    `preflight` also checks this machine (files exist, optional packages installed), as `fastdapo train` does.
+    """
+    source = Path(path) if path else TOY_CONFIG
+    if not source.is_file():
+        raise ConfigError(f"config file not found: {source}")
+    try:
+        data = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
     data = apply_overrides(data, list(overrides or []))
     cfg = _build(Config, data, "")
-    _cross_checks(cfg)
+    errors = check_rules(cfg) + (preflight_errors(cfg) if preflight else [])
+    if errors:
+        raise ConfigError(errors[0])
     return cfg
 
 

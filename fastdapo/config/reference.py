@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from fastdapo.config.load import range_text
 from fastdapo.config.schema import Config
 
 
@@ -11,9 +12,7 @@ def _allowed(meta) -> str:
     if "choices" in meta:
         return " \\| ".join(map(str, meta["choices"]))
     if "range" in meta:
-        lo, hi = meta["range"]
-        left = "(" if meta.get("lo_open") else "["
-        return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        return range_text(meta)
     return ""
 
 

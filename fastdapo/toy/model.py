@@ -1,8 +1,8 @@
 """Tiny Qwen2 for the built-in task, warm-started by a short supervised stage (cached on disk).
 
-The warm start imitates a sloppy teacher: with probability `toy_sft_format_noise` it writes
+The warm start imitates a sloppy teacher: with probability `sft_format_noise` it writes
 "The answer is N." instead of the required last line "Answer: N" (which the reward rejects), and
-with probability `toy_sft_noise` the answer is off by 1 or 2. The model learns the arithmetic and
+with probability `sft_noise` the answer is off by 1 or 2. The model learns the arithmetic and
 both phrasings, so sampled accuracy sits well below 100%; RL has to discover which format and which
 answers pay, as with a base model that only sometimes follows the DAPO answer format.
 """
@@ -21,7 +21,8 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from fastdapo.config.schema import Config
-from fastdapo.toy.task import PROMPT, solve, toy_splits
+from fastdapo.toy.spec import MAX_POSITIONS, PROMPT
+from fastdapo.toy.task import solve, toy_splits
 from fastdapo.toy.tokenizer import build_char_tokenizer
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,15 @@ def tiny_qwen2(vocab_size: int, hidden: int, layers: int, heads: int, seed: int 
     torch.manual_seed(seed)
     cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                      max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
+                      max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
                       bos_token_id=1, attn_implementation="sdpa")
     return Qwen2ForCausalLM(cfg)
 
 
 def _cache_key(cfg: Config) -> str:
-    m, d = cfg.model, cfg.data
-    spec = dict(v=TOY_VERSION, h=m.toy_hidden_size, l=m.toy_layers, a=m.toy_heads, s=m.toy_sft_steps,
-                lr=m.toy_sft_lr, nz=m.toy_sft_noise, fz=m.toy_sft_format_noise, op=d.toy_max_operand, ev=d.toy_eval_size)
+    t = cfg.toy
+    spec = dict(v=TOY_VERSION, h=t.hidden_size, l=t.layers, a=t.heads, s=t.sft_steps,
+                lr=t.sft_lr, nz=t.sft_noise, fz=t.sft_format_noise, op=t.max_operand, ev=t.eval_size)
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -72,16 +73,16 @@ def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, 
 
 def toy_model_dir(cfg: Config) -> Path:
     """Path of the warm-started toy model, building it on first use."""
-    target = Path(cfg.model.cache_dir) / f"toy-{_cache_key(cfg)}"
+    target = Path(cfg.toy.cache_dir) / f"toy-{_cache_key(cfg)}"
     if (target / "config.json").exists():
         return target
-    log.info("warm-starting the toy model (%d supervised steps; cached at %s)", cfg.model.toy_sft_steps, target)
+    log.info("warm-starting the toy model (%d supervised steps; cached at %s)", cfg.toy.sft_steps, target)
     tokenizer = build_char_tokenizer()
-    m = cfg.model
-    train, _ = toy_splits(cfg.data.toy_max_operand, cfg.data.toy_eval_size)
+    t = cfg.toy
+    train, _ = toy_splits(t.max_operand, t.eval_size)
     with torch.random.fork_rng():  # building the cache must not move the run's global RNG (reproducibility)
-        model = tiny_qwen2(len(tokenizer), m.toy_hidden_size, m.toy_layers, m.toy_heads)
-        _sft(model, tokenizer, train, m.toy_sft_steps, m.toy_sft_lr, m.toy_sft_noise, m.toy_sft_format_noise)
+        model = tiny_qwen2(len(tokenizer), t.hidden_size, t.layers, t.heads)
+        _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, t.sft_noise, t.sft_format_noise)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
     model.save_pretrained(tmp)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import random
 
 from fastdapo.data.records import PromptRecord
-
-PROMPT = "What is {a}{op}{b}? End with Answer: N\n"
+from fastdapo.toy.spec import PROMPT
 
 
 def all_problems(max_operand: int) -> list[tuple[int, str, int]]:
@@ -25,7 +24,7 @@ def toy_splits(max_operand: int, eval_size: int, seed: int = 1234):
     probs = all_problems(max_operand)
     random.Random(seed).shuffle(probs)
     if eval_size >= len(probs):
-        raise ValueError(f"data.toy_eval_size {eval_size} leaves no training problems (only {len(probs)} exist)")
+        raise ValueError(f"toy.eval_size {eval_size} leaves no training problems (only {len(probs)} exist)")
     return probs[eval_size:], probs[:eval_size]
 
 

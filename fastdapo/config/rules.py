@@ -1,0 +1,109 @@
+"""Cross-field rules, checked at load so a bad combination fails before any model is loaded.
+
+Each rule returns None or one line that starts with the key it blames (single-key ranges and choices
+live in the field metadata of `config.schema`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from fastdapo.config.schema import Config
+from fastdapo.toy.spec import MAX_POSITIONS, longest_prompt, num_problems
+
+Rule = Callable[[Config], Optional[str]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def uses_toy_model(cfg: Config) -> bool:
+    return cfg.model.path == "toy"
+
+
+def uses_toy_task(cfg: Config) -> bool:
+    return not cfg.data.train_files
+
+
+@rule
+def model_path_given(c: Config):
+    if not c.model.path.strip():
+        return "model.path is required (a local Hugging Face model directory, or 'toy')"
+
+
+@rule
+def mini_batch_fits(c: Config):
+    a = c.algorithm
+    if a.mini_batch_size > a.train_batch_size:
+        return f"algorithm.mini_batch_size: {a.mini_batch_size} exceeds algorithm.train_batch_size {a.train_batch_size}"
+
+
+@rule
+def gen_batch_covers_train_batch(c: Config):
+    # Without dynamic sampling one round of train_batch_size prompts is generated; gen_batch_size is unused.
+    a = c.algorithm
+    if a.dynamic_sampling and a.gen_batch_size < a.train_batch_size:
+        return (f"algorithm.gen_batch_size: {a.gen_batch_size} is below algorithm.train_batch_size "
+                f"{a.train_batch_size} (dynamic sampling generates at least one full batch per round)")
+
+
+@rule
+def overlong_buffer_fits(c: Config):
+    a, r = c.algorithm, c.rollout
+    if a.overlong_shaping and a.overlong_buffer_len >= r.max_response_length:
+        return (f"algorithm.overlong_buffer_len: {a.overlong_buffer_len} must be below "
+                f"rollout.max_response_length {r.max_response_length}")
+
+
+@rule
+def torch_engine_holds_a_group(c: Config):
+    r = c.rollout
+    if r.engine != "torch":
+        return None
+    for key, n in (("rollout.n", r.n), ("rollout.eval_n", r.eval_n)):
+        if r.batch_size < n:
+            return f"rollout.batch_size: {r.batch_size} is below {key} {n} (the torch engine decodes whole groups)"
+
+
+@rule
+def offload_needs_zero(c: Config):
+    d = c.distributed
+    if d.offload_params and d.zero_stage != 3:
+        return f"distributed.offload_params: needs distributed.zero_stage 3, got {d.zero_stage}"
+    if d.offload_optimizer and d.zero_stage < 1:
+        return "distributed.offload_optimizer: needs distributed.zero_stage >= 1, got 0"
+
+
+@rule
+def toy_task_has_training_problems(c: Config):
+    t = c.toy
+    if uses_toy_task(c) and t.eval_size >= num_problems(t.max_operand):
+        return (f"toy.eval_size: {t.eval_size} leaves no training problems "
+                f"(toy.max_operand {t.max_operand} gives {num_problems(t.max_operand)})")
+
+
+@rule
+def toy_model_context(c: Config):
+    t, r = c.toy, c.rollout
+    need = longest_prompt(t.max_operand) + r.max_response_length
+    if uses_toy_model(c) and uses_toy_task(c) and need > MAX_POSITIONS:
+        return (f"rollout.max_response_length: {r.max_response_length} plus the longest toy prompt "
+                f"({longest_prompt(t.max_operand)}) exceeds the toy model's {MAX_POSITIONS} positions")
+
+
+@rule
+def toy_heads_shape(c: Config):
+    t = c.toy
+    if not uses_toy_model(c):
+        return None
+    if t.hidden_size % (2 * t.heads):
+        return f"toy.hidden_size: {t.hidden_size} must be a multiple of 2 * toy.heads ({2 * t.heads}; even rotary head size)"
+    if t.heads % max(1, t.heads // 2):
+        return f"toy.heads: {t.heads} must be 1, 3 or even (the toy model uses heads // 2 key/value heads)"
+
+
+def check_rules(cfg: Config) -> list[str]:
+    """Every violated rule, in declaration order."""
+    return [msg for msg in (r(cfg) for r in RULES) if msg]
