@@ -1,35 +1,34 @@
-"""DAPO rule-based math reward: +1 if the final answer matches the ground truth, else -1.
+"""The lenient ``math_verify`` reward: +1 if the final answer is equivalent to the ground truth, else -1.
 
-Order of decisions (first that applies wins):
+For sets whose answers are not all integers. The answer is the last ``Answer:`` line of the whole
+response (markdown, prose and a ``\\boxed{}`` in it tolerated), else the last ``\\boxed{}``
+(``extract.py``), normalized leniently (units, trailing period, ``$``, thousands separators:
+``normalize.py``). Order of decisions (first that applies wins):
 1. no answer found -> wrong;
-2. identical normalized strings -> right (no parser, no process);
-3. both plain numbers (integers, decimals, scientific, integer fractions) -> exact rational
+2. a refused answer (``hack_guard.py``): not a number literal for a numeric ground truth, or
+   more candidates than the ground truth holds -> wrong;
+3. identical normalized strings -> right (no parser, no process);
+4. both plain numbers (integers, decimals, scientific, integer fractions) -> exact rational
    comparison (two integers must be equal; otherwise relative tolerance 1e-6);
-4. otherwise math-verify in a worker process under a hard time limit (timeout -> wrong).
+5. otherwise math-verify in a worker process under a hard time limit (timeout -> wrong).
 Model text is only scanned with regexes and handed to math-verify's parsers; it is never executed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from fractions import Fraction
 
 from fastdapo.rewards.extract import extract_answer
+from fastdapo.rewards.hack_guard import refused
 from fastdapo.rewards.normalize import (
     MAX_VERIFY_CHARS, answer_key, final_value, has_percent, normalize_answer, plain_number,
     to_math_verify,
 )
+from fastdapo.rewards.result import RewardResult, reward_result
 from fastdapo.rewards.verifier import get_pool
 
 DEFAULT_TIMEOUT_S = 5.0
 _REL_TOL = Fraction(1, 10**6)
-
-
-@dataclass
-class RewardResult:
-    score: float   # +1.0 correct, -1.0 incorrect
-    acc: bool
-    pred: str      # normalized extracted answer ("" when none was found)
 
 
 def _close(x: Fraction, y: Fraction, exact: bool) -> bool:
@@ -50,7 +49,7 @@ def decide_fast(pred: str, gold: str, pred_percent: bool = False, gold_percent: 
     """Decision for normalized answers without the symbolic checker, or None if undecided."""
     if not pred:
         return False
-    if not gold:
+    if not gold or refused(pred, gold, gold_percent):
         return False
     pk, gk = answer_key(pred), answer_key(gold)
     if pk == gk or (pk.isalpha() and pk.casefold() == gk.casefold()):
@@ -67,12 +66,8 @@ def decide_fast(pred: str, gold: str, pred_percent: bool = False, gold_percent: 
 _normalize_gold = lru_cache(maxsize=1 << 16)(normalize_answer)
 
 
-def _result(acc: bool, pred: str) -> RewardResult:
-    return RewardResult(score=1.0 if acc else -1.0, acc=acc, pred=pred)
-
-
-def score_batch(responses: list[str], ground_truths: list[str], num_workers: int | None = None,
-                timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RewardResult]:
+def score_batch_math_verify(responses: list[str], ground_truths: list[str], num_workers: int | None = None,
+                            timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RewardResult]:
     """Score many responses; items the fast path cannot decide go to parallel worker processes.
 
     ``num_workers`` caps the worker processes (default: CPU count, at most 8); each undecided item
@@ -92,13 +87,13 @@ def score_batch(responses: list[str], ground_truths: list[str], num_workers: int
         pairs = [(to_math_verify(golds[i]), to_math_verify(preds[i])) for i in undecided]
         for i, verdict in zip(undecided, get_pool().check(pairs, timeout_s, num_workers)):
             accs[i] = verdict.ok
-    return [_result(bool(a), p) for a, p in zip(accs, preds)]
+    return [reward_result(bool(a), p) for a, p in zip(accs, preds)]
 
 
-def dapo_math_reward(response: str, ground_truth: str,
-                     timeout_s: float = DEFAULT_TIMEOUT_S) -> RewardResult:
+def math_verify_reward(response: str, ground_truth: str,
+                       timeout_s: float = DEFAULT_TIMEOUT_S) -> RewardResult:
     """Reward of one response (see module docstring); returns within ``timeout_s`` (+ worker start)."""
-    return score_batch([response], [ground_truth], num_workers=1, timeout_s=timeout_s)[0]
+    return score_batch_math_verify([response], [ground_truth], num_workers=1, timeout_s=timeout_s)[0]
 
 
 def warmup(num_workers: int = 1) -> None:

@@ -1,9 +1,10 @@
-"""The reward returns within its time limit on hostile input and never raises."""
+"""The math_verify reward returns within its time limit on hostile input and never raises."""
 import time
 
 import pytest
 
-from fastdapo.rewards import dapo_math_reward, score_batch, warmup
+from fastdapo.rewards import warmup
+from fastdapo.rewards.math_reward import math_verify_reward, score_batch_math_verify as score_batch
 from fastdapo.rewards.verifier import get_pool
 
 LIMIT = 1.0
@@ -35,7 +36,7 @@ def _warm():
 @pytest.mark.parametrize("response", ADVERSARIAL + CHEAP)
 def test_returns_within_limit(response):
     t0 = time.monotonic()
-    res = dapo_math_reward(response, "\\frac{1}{2}", timeout_s=LIMIT)
+    res = math_verify_reward(response, "\\frac{1}{2}", timeout_s=LIMIT)
     assert time.monotonic() - t0 < LIMIT + SLACK
     assert not res.acc and res.score == -1.0
 
@@ -49,7 +50,7 @@ def test_batch_with_adversarial_items_is_bounded_and_still_correct():
     assert time.monotonic() - t0 < 2 * LIMIT + 2 * SLACK
     assert [r.acc for r in res] == [True, False, True, False]
     # the pool recovered: a normal check still works right after the kills
-    assert dapo_math_reward("Answer: \\dfrac{1}{2}", "0.5").acc
+    assert math_verify_reward("Answer: \\dfrac{1}{2}", "0.5").acc
     assert get_pool().stats["timeouts"] >= 2
 
 
@@ -59,4 +60,4 @@ def test_recovers_from_a_dead_worker():
     for w in list(pool._idle):
         w.proc.kill()
         w.proc.wait()
-    assert dapo_math_reward("Answer: \\frac{3}{4}", "0.75").acc
+    assert math_verify_reward("Answer: \\frac{3}{4}", "0.75").acc

@@ -1,11 +1,12 @@
-"""dapo_math_reward / score_batch on real reference answers, rendered the way models write them."""
+"""The lenient math_verify reward on real reference answers, rendered the way models write them."""
 import json
 import threading
 from pathlib import Path
 
 import pytest
 
-from fastdapo.rewards import RewardResult, dapo_math_reward, score_batch, warmup
+from fastdapo.rewards import RewardResult, warmup
+from fastdapo.rewards.math_reward import math_verify_reward, score_batch_math_verify as score_batch
 from fastdapo.rewards import math_reward
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -84,7 +85,7 @@ def test_minerva_perturbed_rejected():
     ("Answer: $\\{2, 1\\}$", "\\{1,2\\}"),
 ])
 def test_equivalent_forms(response, gt):
-    res = dapo_math_reward(response, gt)
+    res = math_verify_reward(response, gt)
     assert isinstance(res, RewardResult)
     assert res.acc and res.score == 1.0
 
@@ -98,13 +99,13 @@ def test_equivalent_forms(response, gt):
     ("Answer:", "5"),
 ])
 def test_non_equivalent_forms(response, gt):
-    res = dapo_math_reward(response, gt)
+    res = math_verify_reward(response, gt)
     assert not res.acc and res.score == -1.0
 
 
 def test_pred_is_normalized_answer():
-    assert dapo_math_reward("Answer: $1{,}000$ dollars.", "1000").pred == "1000"
-    assert dapo_math_reward("nothing", "1").pred == ""
+    assert math_verify_reward("Answer: $1{,}000$ dollars.", "1000").pred == "1000"
+    assert math_verify_reward("nothing", "1").pred == ""
 
 
 def test_fast_path_needs_no_worker(monkeypatch):
@@ -129,7 +130,7 @@ def test_thread_safe():
 
     def work(resp, gt, want):
         try:
-            if dapo_math_reward(resp, gt).acc != want:
+            if math_verify_reward(resp, gt).acc != want:
                 errors.append((resp, gt))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -153,4 +154,4 @@ def test_thread_safe():
     ("Answer: Yes", "yes", True),
 ])
 def test_answer_forms(response, gt, want):
-    assert dapo_math_reward(response, gt).acc is want
+    assert math_verify_reward(response, gt).acc is want
