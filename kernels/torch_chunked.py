@@ -4,10 +4,12 @@ Rows are processed in chunks.  For each chunk we form the logits, the row log-su
 log-prob and the entropy; the loss is elementwise in logp, so the gradient coefficient g_t is known
 right away and the gradient is computed in the same pass (no recompute in backward):
 
-    dz = g (onehot(y) - p) / T,   dH[rows] = dz W,   dW += dz^T H[rows]   (dW in float32)
+    dz0 = g (onehot(y) - p) dz/dz0,   dH[rows] = dz0 W,   dW += dz0^T H[rows],   db += sum dz0
 
+(dW, db in float32; dz/dz0 is the scalar logit_scale / T, or per logit with soft-capping, see
+``logit_head``).
 Rows with g_t == 0 (masked, clipped, zero advantage) are dropped before the two GEMMs.
-Stored between forward and backward: dH [N, H] and dW [V, H], i.e. O(N*H + V*H).
+Stored between forward and backward: dH [N, H], dW [V, H] and db [V], i.e. O(N*H + V*H).
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ import os
 
 import torch
 
-from .dapo_math import ClipConfig, TokenTerms, token_terms
-
-
-# The ratio is formed per chunk from the chunk's own log-probs, so on-policy calls need no old pass.
-ON_POLICY_NATIVE = True
+from .dapo_math import TokenTerms
+from .logit_head import LogitHead
 
 # Elements of the [rows, V] float32 logits buffer (plus a quarter of that for the exp tile).
 CHUNK_ELEMENTS = int(os.environ.get("FASTDAPO_CHUNK_ELEMENTS", 1 << 25))
@@ -38,14 +37,16 @@ def chunk_rows(n_rows: int, vocab: int, chunk_elements: int | None = None) -> in
 
 class _Workspace:
     """Reused buffers (fresh big allocations cost page faults on every chunk): the [rows, V]
-    logits and a [rows / EXP_TILES, V] tile for their exponentials."""
+    logits, a [rows / EXP_TILES, V] tile for their exponentials and, for soft-capped logits whose
+    gradient is needed, dz/dz0 per logit."""
 
-    def __init__(self, rows, vocab, device):
+    def __init__(self, rows, vocab, device, deriv=False):
         self.z = torch.empty(rows, vocab, dtype=torch.float32, device=device)
         self.e = torch.empty(-(-rows // EXP_TILES), vocab, dtype=torch.float32, device=device)
+        self.d = torch.empty(rows, vocab, dtype=torch.float32, device=device) if deriv else None
 
 
-def _chunk_softmax(h, weight, tgt, inv_temp, ws: _Workspace):
+def _chunk_softmax(h, weight, bias, tgt, head: LogitHead, ws: _Workspace):
     """Fill ws.z[:c] with e = exp(z - max) in place; return (e, sum-exp, logp, entropy).
 
     The exponentials are taken tile by tile of rows into a small buffer, which gives
@@ -57,8 +58,7 @@ def _chunk_softmax(h, weight, tgt, inv_temp, ws: _Workspace):
         torch.mm(h, weight.t(), out=z)
     else:
         z.copy_(h @ weight.t())
-    if inv_temp != 1.0:
-        z.mul_(inv_temp)
+    head.apply_(z, bias, None if ws.d is None else ws.d[:c])
     z.sub_(z.amax(dim=1, keepdim=True))
     z_tgt = z.gather(1, tgt.unsqueeze(1)).squeeze(1)
     sumexp = torch.empty(c, dtype=torch.float32, device=z.device)
@@ -75,7 +75,7 @@ def _chunk_softmax(h, weight, tgt, inv_temp, ws: _Workspace):
     return z, sumexp, z_tgt - log_s, log_s - ez / sumexp
 
 
-def logprobs(hidden, weight, targets, temperature=1.0, chunk_elements=None):
+def logprobs(hidden, weight, targets, head: LogitHead, bias=None, chunk_elements=None):
     """Forward-only (logprobs, entropy), float32 [N] each."""
     n = hidden.shape[0]
     out_lp = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -85,62 +85,74 @@ def logprobs(hidden, weight, targets, temperature=1.0, chunk_elements=None):
     with torch.no_grad():
         for start in range(0, n, step):
             sl = slice(start, start + step)
-            _, _, out_lp[sl], out_ent[sl] = _chunk_softmax(hidden[sl], weight, targets[sl],
-                                                          1.0 / temperature, ws)
+            _, _, out_lp[sl], out_ent[sl] = _chunk_softmax(hidden[sl], weight, bias, targets[sl],
+                                                          head, ws)
     return out_lp, out_ent
 
 
-def loss_forward(hidden, weight, targets, old_logprobs, advantages, mask, clip: ClipConfig,
-                 inv_norm, temperature=1.0, need_dh=True, need_dw=True, chunk_elements=None):
-    """Returns (terms: TokenTerms, logp, entropy, saved) with saved = (dH or None, dW32 or None)."""
+def loss_forward(hidden, weight, bias, targets, inputs, head: LogitHead, need, chunk_elements=None):
+    """Returns (terms: TokenTerms, logp, entropy, saved) with saved = (dH, dW32, db32), each a
+    tensor only when needed; ``inputs`` is an ``autograd.LossInputs``, ``need`` maps dh/dw/db to
+    whether that gradient is wanted."""
     n, _ = hidden.shape
     vocab = weight.shape[0]
-    inv_temp = 1.0 / temperature
     dev = hidden.device
+    need_grad = need["dh"] or need["dw"] or need["db"]
     logp_all = torch.empty(n, dtype=torch.float32, device=dev)
     ent_all = torch.empty_like(logp_all)
-    obj_all = torch.empty_like(logp_all)
-    g_all = torch.empty_like(logp_all)
-    code_all = torch.empty(n, dtype=torch.int8, device=dev)
-    grads = {"dh": torch.zeros_like(hidden) if need_dh else None, "dw": None}
+    parts = []
+    f32 = dict(dtype=torch.float32, device=dev)
+    grads = {"dh": torch.zeros_like(hidden) if need["dh"] else None, "dw": None,
+             "db": torch.zeros(vocab, **f32) if need["db"] else None}
     step = chunk_rows(n, vocab, chunk_elements)
-    ws = _Workspace(step, vocab, dev)
+    ws = _Workspace(step, vocab, dev, deriv=need_grad and head.softcap is not None)
     with torch.no_grad():
         for start in range(0, n, step):
             sl = slice(start, start + step)
             h, tgt = hidden[sl], targets[sl]
-            e, s, lp, ent = _chunk_softmax(h, weight, tgt, inv_temp, ws)
-            old = None if old_logprobs is None else old_logprobs[sl]
-            t = token_terms(lp, old, advantages[sl], mask[sl], clip, inv_norm)
+            e, s, lp, ent = _chunk_softmax(h, weight, bias, tgt, head, ws)
+            t = inputs.rows(sl).terms(lp)
             logp_all[sl], ent_all[sl] = lp, ent
-            obj_all[sl], g_all[sl], code_all[sl] = t.objective, t.grad_logp, t.clip_code
-            if need_dh or need_dw:
-                _chunk_grad(e, s, t.grad_logp, h, tgt, weight, inv_temp, start, grads, need_dw)
+            parts.append(t)
+            if need_grad:
+                _chunk_grad(e, s, t.grad_logp, h, tgt, weight, head, ws, start, grads, need["dw"])
+    fields = ("objective", "grad_logp", "clip_code", "is_weight", "is_clipped")
+    terms = (TokenTerms(*(torch.cat([getattr(t, f) for t in parts]) for f in fields)) if parts
+             else inputs.terms(logp_all))
     dw = grads["dw"]
-    if need_dw and dw is None:  # no token carried a gradient
-        dw = torch.zeros(weight.shape, dtype=torch.float32, device=dev)
-    return TokenTerms(obj_all, g_all, code_all), logp_all, ent_all, (grads["dh"], dw)
+    if need["dw"] and dw is None:  # no token carried a gradient
+        dw = torch.zeros(weight.shape, **f32)
+    return terms, logp_all, ent_all, (grads["dh"], dw, grads["db"])
 
 
-def _chunk_grad(e, sumexp, g, h, tgt, weight, inv_temp, row0, grads, need_dw):
-    """Add the chunk's dH rows and dW, skipping rows with g == 0; ``e`` is overwritten.
+def _chunk_grad(e, sumexp, g, h, tgt, weight, head: LogitHead, ws, row0, grads, need_dw):
+    """Add the chunk's dH rows, dW and db, skipping rows with g == 0; ``e`` is overwritten.
 
-    dz = g (onehot(y) - e/S) / T is built in place in ``e`` after moving the active rows to the
-    front (in order, so no row is overwritten before it is moved).
+    dz0 = g (onehot(y) - e/S) dz/dz0 is built in place in ``e`` after moving the active rows to
+    the front (in order, so no row is overwritten before it is moved).
     """
     active = torch.nonzero(g).squeeze(1)
     k = active.numel()
     if k == 0:
         return
+    deriv = None if ws.d is None else ws.d[:e.shape[0]]
     if k < g.numel():
         for dst, src in enumerate(active.tolist()):
             if dst != src:
                 e[dst].copy_(e[src])
+                if deriv is not None:
+                    deriv[dst].copy_(deriv[src])
         sumexp, g, h, tgt = (x.index_select(0, active) for x in (sumexp, g, h, tgt))
     dz = e[:k]
-    gt = g * inv_temp
-    dz.mul_((-gt / sumexp).unsqueeze(1))  # -g p / T
-    dz[torch.arange(k, device=dz.device), tgt] += gt  # + g onehot / T
+    dz.mul_((-g / sumexp).unsqueeze(1))  # -g p
+    dz[torch.arange(k, device=dz.device), tgt] += g  # + g onehot
+    if deriv is None:
+        if head.z_scale != 1.0:
+            dz.mul_(head.z_scale)
+    else:
+        dz.mul_(deriv[:k])
+    if grads["db"] is not None:
+        grads["db"] += dz.sum(0)
     if grads["dh"] is not None:
         dh = grads["dh"]
         dh.index_copy_(0, active + row0, (dz.to(weight.dtype) @ weight).to(dh.dtype))
@@ -154,7 +166,7 @@ def _chunk_grad(e, sumexp, g, h, tgt, weight, inv_temp, row0, grads, need_dw):
 
 def loss_backward(saved, grad_out, meta):
     """Scale the stored gradients by the upstream gradient (0-d tensor)."""
-    dh, dw = saved
+    dh, dw, db = saved
     unit = bool(torch.equal(grad_out, torch.ones_like(grad_out)))
     if dh is not None and not unit:
         dh = dh * grad_out.to(dh.dtype)
@@ -162,4 +174,8 @@ def loss_backward(saved, grad_out, meta):
         if not unit:
             dw = dw * grad_out
         dw = dw.to(meta["weight_dtype"])
-    return dh, dw
+    if db is not None:
+        if not unit:
+            db = db * grad_out
+        db = db.to(meta["bias_dtype"])
+    return dh, dw, db

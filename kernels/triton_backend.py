@@ -6,7 +6,7 @@ import torch
 import triton
 
 from . import triton_bwd, triton_fwd
-from .dapo_math import ClipConfig, TokenTerms
+from .logit_head import LogitHead
 from .triton_util import dot_precision, interpreting, num_sms
 
 COMBINE_BLOCK = 128
@@ -24,76 +24,76 @@ def _split_v(n_rows: int, vocab: int, device) -> int:
     return triton.cdiv(triton.cdiv(vocab, n_splits), 256) * 256
 
 
-def _row_stats(hidden, weight, targets, temperature, loss_args=None):
-    """Forward kernels; returns dict of [N] outputs (lse, logp, entropy[, obj, g, code])."""
+def _head_args(head: LogitHead, bias):
+    """Runtime scalars and constexpr flags of the logit transform (plain head: no extra work)."""
+    scalars = (head.z_scale, head.cap_in, head.cap_out)
+    flags = {"HAS_BIAS": bias is not None, "SOFTCAP": head.softcap is not None}
+    return scalars, flags
+
+
+def _row_stats(hidden, weight, bias, targets, head: LogitHead):
+    """Forward kernels; returns dict of [N] float32 outputs (lse, logp, entropy)."""
     n, hdim = hidden.shape
     vocab = weight.shape[0]
     dev = hidden.device
     f32 = dict(dtype=torch.float32, device=dev)
-    out = {k: torch.empty(n, **f32) for k in ("lse", "logp", "entropy", "obj", "g")}
-    out["code"] = torch.empty(n, dtype=torch.int8, device=dev)
+    out = {k: torch.empty(n, **f32) for k in ("lse", "logp", "entropy")}
     if n == 0:
         return out
     split_v = _split_v(n, vocab, dev)
     n_splits = triton.cdiv(vocab, split_v)
     pm, ps, pa = (torch.empty(n, n_splits, **f32) for _ in range(3))
     z_tgt = torch.empty(n, **f32)
+    scalars, flags = _head_args(head, bias)
     triton_fwd.partials.launch(
         lambda meta: (triton.cdiv(n, meta["BLOCK_M"]) * n_splits,),
-        hidden, weight, targets, pm, ps, pa, z_tgt,
-        n, vocab, hdim, hidden.stride(0), weight.stride(0), 1.0 / temperature, split_v, n_splits,
-        PRECISION=dot_precision(hidden.dtype), DOT_F32=interpreting())
-    with_loss = loss_args is not None
-    if with_loss:
-        old, adv, mask, clip, inv_norm = loss_args
-        mask8 = mask.to(torch.int8)
-        lo, hi = 1.0 - clip.eps_low, 1.0 + clip.eps_high
-        dual = clip.dual_clip if clip.dual_clip is not None else 0.0
-    else:
-        old = adv = mask8 = inv_norm = z_tgt  # unused placeholders
-        lo = hi = dual = 0.0
+        hidden, weight, z_tgt if bias is None else bias, targets, pm, ps, pa, z_tgt,
+        n, vocab, hdim, hidden.stride(0), weight.stride(0), *scalars, split_v, n_splits,
+        **flags, PRECISION=dot_precision(hidden.dtype), DOT_F32=interpreting())
     triton_fwd.combine.launch(
         lambda meta: (triton.cdiv(n, COMBINE_BLOCK),),
-        pm, ps, pa, z_tgt, old, adv, mask8, inv_norm,
-        out["lse"], out["logp"], out["entropy"], out["obj"], out["g"], out["code"],
-        n, n_splits, lo, hi, dual,
-        BLOCK=COMBINE_BLOCK, SPLITS=triton.next_power_of_2(n_splits), WITH_LOSS=with_loss,
-        USE_DUAL=with_loss and clip.dual_clip is not None)
+        pm, ps, pa, z_tgt, out["lse"], out["logp"], out["entropy"], n, n_splits,
+        BLOCK=COMBINE_BLOCK, SPLITS=triton.next_power_of_2(n_splits))
     return out
 
 
-def logprobs(hidden, weight, targets, temperature=1.0):
-    out = _row_stats(hidden, weight, targets, temperature)
+def logprobs(hidden, weight, targets, head: LogitHead, bias=None):
+    out = _row_stats(hidden, weight, bias, targets, head)
     return out["logp"], out["entropy"]
 
 
-def loss_forward(hidden, weight, targets, old_logprobs, advantages, mask, clip: ClipConfig,
-                 inv_norm, temperature=1.0, need_dh=True, need_dw=True):
-    inv_norm = inv_norm.reshape(1).to(device=hidden.device, dtype=torch.float32)
-    out = _row_stats(hidden, weight, targets, temperature,
-                     (old_logprobs, advantages, mask, clip, inv_norm))
-    terms = TokenTerms(out["obj"], out["g"], out["code"])
-    saved = (hidden, weight, targets, out["g"], out["lse"]) if (need_dh or need_dw) else ()
+def loss_forward(hidden, weight, bias, targets, inputs, head: LogitHead, need):
+    """Kernels give lse/logp/entropy; the elementwise loss terms come from ``inputs.terms``."""
+    out = _row_stats(hidden, weight, bias, targets, head)
+    terms = inputs.terms(out["logp"])
+    saved = ()
+    if need["dh"] or need["dw"] or need["db"]:
+        saved = (hidden, weight, targets, terms.grad_logp, out["lse"])
+        saved += () if bias is None else (bias,)
     return terms, out["logp"], out["entropy"], saved
 
 
 def loss_backward(saved, grad_out, meta):
-    hidden, weight, targets, g, lse = saved
+    hidden, weight, targets, g, lse = saved[:5]
+    bias = saved[5] if len(saved) > 5 else None
     n, hdim = hidden.shape
     vocab = weight.shape[0]
-    need_dh, need_dw = meta["need_dh"], meta["need_dw"]
+    need = meta["need"]
     g = g * grad_out.to(torch.float32)
     order = torch.sort((g == 0).to(torch.int8), stable=True).indices
     n_active = (g != 0).sum().to(torch.int32).reshape(1)
     f32 = dict(dtype=torch.float32, device=hidden.device)
-    dh = torch.zeros(n, hdim, **f32) if need_dh else torch.zeros(1, **f32)
-    dw = torch.zeros(vocab, hdim, **f32) if need_dw else torch.zeros(1, **f32)
+    dh = torch.zeros(n, hdim, **f32) if need["dh"] else torch.zeros(1, **f32)
+    dw = torch.zeros(vocab, hdim, **f32) if need["dw"] else torch.zeros(1, **f32)
+    db = torch.zeros(vocab, **f32) if need["db"] else torch.zeros(1, **f32)
+    scalars, flags = _head_args(meta["head"], bias)
     if n > 0:
         triton_bwd.backward.launch(
             lambda m: (triton.cdiv(n, m["BLOCK_M"]) * triton.cdiv(vocab, m["BLOCK_N"]),),
-            hidden, weight, targets, g, lse, order, n_active, dh, dw,
-            n, vocab, hdim, hidden.stride(0), weight.stride(0), 1.0 / meta["temperature"],
-            NEED_DH=need_dh, NEED_DW=need_dw, PRECISION=dot_precision(hidden.dtype),
-            DOT_F32=interpreting())
-    return (dh.to(hidden.dtype) if need_dh else None,
-            dw.to(weight.dtype) if need_dw else None)
+            hidden, weight, db if bias is None else bias, targets, g, lse, order, n_active,
+            dh, dw, db, n, vocab, hdim, hidden.stride(0), weight.stride(0), *scalars,
+            NEED_DH=need["dh"], NEED_DW=need["dw"], NEED_DB=need["db"], **flags,
+            PRECISION=dot_precision(hidden.dtype), DOT_F32=interpreting())
+    return (dh.to(hidden.dtype) if need["dh"] else None,
+            dw.to(weight.dtype) if need["dw"] else None,
+            db.to(meta["bias_dtype"]) if need["db"] else None)

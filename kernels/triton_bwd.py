@@ -6,9 +6,11 @@ in GEMM-style grouped order so that neighbouring programs share hidden rows and 
 L2.  Programs whose row block lies past the active count exit at once, so masked, clipped or
 zero-advantage tokens cost no GEMM work.  Each program
 
-  1. recomputes z = h W^T / T for its [BLOCK_M, BLOCK_N] tile (fp32 accumulation),
-  2. forms dz = g (onehot(y) - exp(z - lse)) / T from the forward's row lse,
-  3. adds dz @ W_tile into dH[rows] and dz^T @ H[rows] into dW[tile] (fp32 atomics, K-blocked).
+  1. recomputes the logit tile z (bias, scale, soft-cap as in triton_fwd; fp32 accumulation),
+  2. forms dz0 = g (onehot(y) - exp(z - lse)) dz/dz0 from the forward's row lse, with dz/dz0 =
+     z_scale, or cap_in * cap_out * (1 - tanh^2) when soft-capping,
+  3. adds dz0 @ W_tile into dH[rows], dz0^T @ H[rows] into dW[tile] and the column sums of dz0
+     into db[tile] (fp32 atomics, K-blocked).
 
 Atomics are the price of never holding an [N, V] buffer; their number is N*H*(V/BLOCK_N) +
 V*H*(N_active/BLOCK_M), i.e. one per BLOCK-sized dot product, and both targets (dH [N, H],
@@ -23,10 +25,12 @@ import triton.language as tl
 from .triton_util import build_kernel
 
 
-def bwd_kernel(h_ptr, w_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active_ptr, dh_ptr, dw_ptr,
-               n_rows, vocab, hdim, stride_h, stride_w, inv_temp,
+def bwd_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active_ptr,
+               dh_ptr, dw_ptr, db_ptr, n_rows, vocab, hdim, stride_h, stride_w,
+               z_scale, cap_in, cap_out,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                GROUP_M: tl.constexpr, NEED_DH: tl.constexpr, NEED_DW: tl.constexpr,
+               NEED_DB: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTCAP: tl.constexpr,
                PRECISION: tl.constexpr, DOT_F32: tl.constexpr):
     pid = tl.program_id(0)
     num_m = tl.cdiv(n_rows, BLOCK_M)
@@ -61,10 +65,21 @@ def bwd_kernel(h_ptr, w_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active_ptr, d
             h = h.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(h, w, acc, input_precision=PRECISION)
-    p = tl.exp(acc * inv_temp - lse[:, None])
+    if HAS_BIAS:  # the logit transform of triton_fwd, kept in sync with it
+        acc += tl.load(b_ptr + cols64, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if SOFTCAP:
+        th = 2.0 * tl.sigmoid(2.0 * cap_in * acc) - 1.0
+        p = tl.exp(th * cap_out - lse[:, None])
+    else:
+        p = tl.exp(acc * z_scale - lse[:, None])
     onehot = (cols[None, :] == tgt[:, None]).to(tl.float32)
-    dz = (onehot - p) * (g * inv_temp)[:, None]
+    if SOFTCAP:
+        dz = (onehot - p) * g[:, None] * ((cap_in * cap_out) * (1.0 - th * th))
+    else:
+        dz = (onehot - p) * (g * z_scale)[:, None]
     dz = tl.where(col_ok[None, :] & row_ok[:, None], dz, 0.0)
+    if NEED_DB:
+        tl.atomic_add(db_ptr + cols64, tl.sum(dz, axis=0), mask=col_ok)
     dz_in = dz.to(h_ptr.dtype.element_ty)
     if DOT_F32:
         dz_in = dz_in.to(tl.float32)
@@ -102,6 +117,7 @@ def bwd_configs():
 
 
 backward = build_kernel(bwd_kernel, bwd_configs,
-                        key=["hdim", "vocab", "NEED_DH", "NEED_DW", "PRECISION"],
+                        key=["hdim", "vocab", "NEED_DH", "NEED_DW", "NEED_DB", "HAS_BIAS", "SOFTCAP",
+                             "PRECISION"],
                         interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 2},
-                        reset_to_zero=["dh_ptr", "dw_ptr"])
+                        reset_to_zero=["dh_ptr", "dw_ptr", "db_ptr"])

@@ -5,8 +5,12 @@ range; it walks that range in BLOCK_N tiles, computing the [BLOCK_M, BLOCK_N] lo
 K-loop over the hidden size (fp32 accumulation), and keeps per row a running (max m, sum-exp s,
 a = sum e^{z-m} (z-m)).  The tile holding a row's target stores that logit.  Partials are
 [N, n_splits] (n_splits is small), so extra memory is O(N), never O(N*V).  A tiny combine kernel
-merges the splits into lse, logp, entropy and, for the loss, the DAPO terms (ratio, clip code,
-per-token objective and gradient coefficient g_t).
+merges the splits into lse, logp and entropy; the elementwise loss terms are then formed from
+logp on [N] vectors by ``dapo_math.token_terms`` (one implementation for every back-end).
+
+Logit transforms (see ``logit_head``) are constexpr-gated so the plain head does no extra work:
+HAS_BIAS adds the bias tile before scaling, SOFTCAP maps z = cap_out * tanh(cap_in * z0),
+otherwise z = z_scale * z0 (logit_scale / T).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import triton.language as tl
 from .triton_util import NEG_BIG, build_kernel
 
 
-def fwd_partials_kernel(h_ptr, w_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt_ptr,
-                        n_rows, vocab, hdim, stride_h, stride_w, inv_temp, split_v, n_splits,
+def fwd_partials_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt_ptr,
+                        n_rows, vocab, hdim, stride_h, stride_w, z_scale, cap_in, cap_out,
+                        split_v, n_splits,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        HAS_BIAS: tl.constexpr, SOFTCAP: tl.constexpr,
                         PRECISION: tl.constexpr, DOT_F32: tl.constexpr):
     pid = tl.program_id(0)
     pid_m = pid // n_splits
@@ -49,7 +55,15 @@ def fwd_partials_kernel(h_ptr, w_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt_ptr,
                 h = h.to(tl.float32)
                 w = w.to(tl.float32)
             acc = tl.dot(h, w, acc, input_precision=PRECISION)
-        z = tl.where(col_ok[None, :], acc * inv_temp, NEG_BIG)
+        # logit transform, written out again in triton_bwd (a shared @jit helper would be
+        # decorated at import time, before the interpreter switch is known)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + cols64, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if SOFTCAP:  # tanh from sigmoid: a primitive of both the compiler and the interpreter
+            z = (2.0 * tl.sigmoid(2.0 * cap_in * acc) - 1.0) * cap_out
+        else:
+            z = acc * z_scale
+        z = tl.where(col_ok[None, :], z, NEG_BIG)
         hit = cols[None, :] == tgt[:, None]
         z_tgt = tl.sum(tl.where(hit, z, 0.0), axis=1)
         in_tile = (tgt >= v0) & (tgt < v0 + BLOCK_N) & (tgt < v_end)
@@ -67,11 +81,8 @@ def fwd_partials_kernel(h_ptr, w_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt_ptr,
     tl.store(pa_ptr + offs, a_i, mask=row_ok)
 
 
-def fwd_combine_kernel(pm_ptr, ps_ptr, pa_ptr, zt_ptr, old_ptr, adv_ptr, mask_ptr, inv_norm_ptr,
-                       lse_ptr, lp_ptr, ent_ptr, obj_ptr, g_ptr, code_ptr,
-                       n_rows, n_splits, lo, hi, dual_c,
-                       BLOCK: tl.constexpr, SPLITS: tl.constexpr, WITH_LOSS: tl.constexpr,
-                       USE_DUAL: tl.constexpr):
+def fwd_combine_kernel(pm_ptr, ps_ptr, pa_ptr, zt_ptr, lse_ptr, lp_ptr, ent_ptr,
+                       n_rows, n_splits, BLOCK: tl.constexpr, SPLITS: tl.constexpr):
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     row_ok = rows < n_rows
     rows64 = rows.to(tl.int64)
@@ -93,28 +104,6 @@ def fwd_combine_kernel(pm_ptr, ps_ptr, pa_ptr, zt_ptr, old_ptr, adv_ptr, mask_pt
     tl.store(lse_ptr + rows64, lse, mask=row_ok)
     tl.store(lp_ptr + rows64, lp, mask=row_ok)
     tl.store(ent_ptr + rows64, log_s - a_row / s_row, mask=row_ok)
-    if WITH_LOSS:
-        adv = tl.load(adv_ptr + rows64, mask=row_ok, other=0.0)
-        old = tl.load(old_ptr + rows64, mask=row_ok, other=0.0)
-        valid = (tl.load(mask_ptr + rows64, mask=row_ok, other=0) != 0) & row_ok
-        ratio = tl.exp(lp - old)
-        neg = adv < 0
-        pos = adv > 0
-        clip_low = neg & (ratio < lo)
-        clip_high = pos & (ratio > hi)
-        r_clip = tl.minimum(tl.maximum(ratio, lo), hi)
-        obj = tl.minimum(ratio * adv, r_clip * adv)
-        code = tl.where(clip_low, 1, tl.where(clip_high, 2, 0))
-        active = valid & (neg | pos) & ~clip_low & ~clip_high
-        if USE_DUAL:
-            dual = neg & (ratio > dual_c)
-            obj = tl.where(dual, dual_c * adv, obj)
-            code = tl.where(dual, 3, code)
-            active = active & ~dual
-        inv_norm = tl.load(inv_norm_ptr)
-        tl.store(obj_ptr + rows64, tl.where(valid, obj, 0.0), mask=row_ok)
-        tl.store(g_ptr + rows64, tl.where(active, -adv * ratio, 0.0) * inv_norm, mask=row_ok)
-        tl.store(code_ptr + rows64, tl.where(valid, code, 0).to(tl.int8), mask=row_ok)
 
 
 def fwd_configs():
@@ -127,6 +116,7 @@ def fwd_configs():
     ]
 
 
-partials = build_kernel(fwd_partials_kernel, fwd_configs, key=["hdim", "vocab", "PRECISION"],
+partials = build_kernel(fwd_partials_kernel, fwd_configs,
+                        key=["hdim", "vocab", "HAS_BIAS", "SOFTCAP", "PRECISION"],
                         interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32})
 combine = build_kernel(fwd_combine_kernel)

@@ -15,23 +15,23 @@ import pytest
 pytestmark = pytest.mark.triton
 
 FWD_SIG = {
-    "h_ptr": "*bf16", "w_ptr": "*bf16", "tgt_ptr": "*i64", "pm_ptr": "*fp32", "ps_ptr": "*fp32",
-    "pa_ptr": "*fp32", "zt_ptr": "*fp32", "n_rows": "i32", "vocab": "i32", "hdim": "i32",
-    "stride_h": "i64", "stride_w": "i64", "inv_temp": "fp32", "split_v": "i32", "n_splits": "i32",
+    "h_ptr": "*bf16", "w_ptr": "*bf16", "b_ptr": "*bf16", "tgt_ptr": "*i64", "pm_ptr": "*fp32",
+    "ps_ptr": "*fp32", "pa_ptr": "*fp32", "zt_ptr": "*fp32", "n_rows": "i32", "vocab": "i32",
+    "hdim": "i32", "stride_h": "i64", "stride_w": "i64", "z_scale": "fp32", "cap_in": "fp32",
+    "cap_out": "fp32", "split_v": "i32", "n_splits": "i32",
 }
 BWD_SIG = {
-    "h_ptr": "*bf16", "w_ptr": "*bf16", "tgt_ptr": "*i64", "g_ptr": "*fp32", "lse_ptr": "*fp32",
-    "order_ptr": "*i64", "n_active_ptr": "*i32", "dh_ptr": "*fp32", "dw_ptr": "*fp32",
-    "n_rows": "i32", "vocab": "i32", "hdim": "i32", "stride_h": "i64", "stride_w": "i64",
-    "inv_temp": "fp32",
+    "h_ptr": "*bf16", "w_ptr": "*bf16", "b_ptr": "*bf16", "tgt_ptr": "*i64", "g_ptr": "*fp32",
+    "lse_ptr": "*fp32", "order_ptr": "*i64", "n_active_ptr": "*i32", "dh_ptr": "*fp32",
+    "dw_ptr": "*fp32", "db_ptr": "*fp32", "n_rows": "i32", "vocab": "i32", "hdim": "i32",
+    "stride_h": "i64", "stride_w": "i64", "z_scale": "fp32", "cap_in": "fp32", "cap_out": "fp32",
 }
 COMBINE_SIG = {
     "pm_ptr": "*fp32", "ps_ptr": "*fp32", "pa_ptr": "*fp32", "zt_ptr": "*fp32",
-    "old_ptr": "*fp32", "adv_ptr": "*fp32", "mask_ptr": "*i8", "inv_norm_ptr": "*fp32",
-    "lse_ptr": "*fp32", "lp_ptr": "*fp32", "ent_ptr": "*fp32", "obj_ptr": "*fp32",
-    "g_ptr": "*fp32", "code_ptr": "*i8", "n_rows": "i32", "n_splits": "i32", "lo": "fp32",
-    "hi": "fp32", "dual_c": "fp32",
+    "lse_ptr": "*fp32", "lp_ptr": "*fp32", "ent_ptr": "*fp32", "n_rows": "i32", "n_splits": "i32",
 }
+# plain LM head, and bias + soft-capping (the constexpr branches of the logit transform)
+HEAD_VARIANTS = ({"HAS_BIAS": False, "SOFTCAP": False}, {"HAS_BIAS": True, "SOFTCAP": True})
 
 
 def _compile(fn, signature, config_meta, extra, num_warps, num_stages):
@@ -51,15 +51,14 @@ def _compile(fn, signature, config_meta, extra, num_warps, num_stages):
 def compile_all():
     from kernels import triton_bwd, triton_fwd
 
-    cfg = triton_fwd.fwd_configs()[0]
-    _compile(triton_fwd.fwd_partials_kernel, FWD_SIG, cfg.kwargs,
-             {"PRECISION": "tf32", "DOT_F32": False}, cfg.num_warps, cfg.num_stages)
-    _compile(triton_fwd.fwd_combine_kernel, COMBINE_SIG, {"BLOCK": 128, "SPLITS": 8},
-             {"WITH_LOSS": True, "USE_DUAL": True}, 4, 1)
-    cfg = triton_bwd.bwd_configs()[0]
-    _compile(triton_bwd.bwd_kernel, BWD_SIG, cfg.kwargs,
-             {"NEED_DH": True, "NEED_DW": True, "PRECISION": "tf32", "DOT_F32": False},
-             cfg.num_warps, cfg.num_stages)
+    fwd, bwd = triton_fwd.fwd_configs()[0], triton_bwd.bwd_configs()[0]
+    for head in HEAD_VARIANTS:
+        _compile(triton_fwd.fwd_partials_kernel, FWD_SIG, fwd.kwargs,
+                 {**head, "PRECISION": "tf32", "DOT_F32": False}, fwd.num_warps, fwd.num_stages)
+        _compile(triton_bwd.bwd_kernel, BWD_SIG, bwd.kwargs,
+                 {**head, "NEED_DH": True, "NEED_DW": True, "NEED_DB": head["HAS_BIAS"],
+                  "PRECISION": "tf32", "DOT_F32": False}, bwd.num_warps, bwd.num_stages)
+    _compile(triton_fwd.fwd_combine_kernel, COMBINE_SIG, {"BLOCK": 128, "SPLITS": 8}, {}, 4, 1)
 
 
 def test_kernels_compile_for_sm90():
@@ -74,4 +73,4 @@ def test_kernels_compile_for_sm90():
     if proc.returncode != 0 and "ptxas" in proc.stderr.lower() and "not found" in proc.stderr:
         pytest.skip("no ptxas in this Triton install")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 3
+    assert proc.stdout.count("compiled") == 2 * len(HEAD_VARIANTS) + 1
