@@ -105,9 +105,12 @@ def check_against_reference(case: Case, impl: str, weight_grad=True, check_fracs
         assert stats[key].dtype == torch.float32 and not stats[key].requires_grad
         torch.testing.assert_close(stats[key].double(), ref_stats[key], atol=atol, rtol=0)
     if check_fracs:
-        for key in ("clip_frac_low", "clip_frac_high", "clip_frac_dual"):
+        for key in ("clip_frac_low", "clip_frac_high", "clip_frac_dual", "is_clip_frac"):
             assert stats[key].dim() == 0
             assert abs(stats[key].item() - ref_stats[key].item()) < 1e-6, key
+    assert stats["is_weight"].dtype == torch.float32 and not stats["is_weight"].requires_grad
+    torch.testing.assert_close(stats["is_weight"].double(), ref_stats["is_weight"], atol=1e-5,
+                               rtol=1e-5)
     assert_grad_close(dh, ref_dh, rel, "d hidden")
     if weight_grad:
         assert_grad_close(dw, ref_dw, rel, "d weight")
