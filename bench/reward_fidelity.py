@@ -1,14 +1,15 @@
-"""Reward fidelity on the public math sets: does the reward accept every reference answer?
+"""Reward fidelity: how often each reward function makes the DAPO reference reward's decision.
 
-Each ground truth is rendered the ways models write final answers: an ``Answer:`` line, the same
-in ``$...$``, a ``\\boxed{}`` sentence, ``x = ...``, LaTeX respelled (``\\dfrac``, no ``\\left``,
-no spaces around operators), decimals as ``\\frac{p}{q}``, simple fractions as decimals and
-``a/b``; for plain numbers also a trailing period, thousands commas, units and LaTeX scientific
-notation; for Minerva also the full reference solution. All are scored with ``score_batch``; the
-agreement figure is the fraction judged correct. Perturbed answers (off by one, a changed digit,
-``+1`` appended) measure the false-accept rate.
+Every ground truth of the given sets is rendered the ways models answer (below); each rendering is
+judged by the reference semantics (verl ``math_dapo.compute_score`` computed with its quirks kept,
+the bugs that ``dapo`` fixes included) and by every reward in ``REWARD_FUNCTIONS``. Reported per
+set and per rendering kind: how often the reference accepts, and each reward's agreement with it;
+the rows where a reward disagrees are grouped by kind (``--show-diffs``, ``--json``).
 
-    python -m bench.reward_fidelity [DATA_DIR] [--json OUT]
+    python -m bench.reward_fidelity [SET_FILE ...] [--json OUT] [--show-diffs]
+
+Set files are .parquet or .jsonl in the verl schema; the default is the small copies in
+tests/fixtures.
 """
 from __future__ import annotations
 
@@ -16,151 +17,157 @@ import json
 import re
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import click
 
-SETS = ["aime-2024", "amc-2023", "gsm8k-test", "minerva-math"]
+_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+DEFAULT_SETS = [_FIXTURES / f"{n}.jsonl" for n in ("aime-2024", "amc-2023", "gsm8k-test-sample",
+                                                    "minerva-math-sample")]
 _INT_RE = re.compile(r"-?\d+")
-_DEC_RE = re.compile(r"-?\d+\.\d+")
-_FRAC_RE = re.compile(r"\\d?frac\{(-?\d+)\}\{(\d+)\}")
-_SCI_RE = re.compile(r"(-?\d+(?:\.\d+)?)[eE]([-+]?\d+)")
+_WORK = "We check the result once more by substituting it back; every condition holds. " * 6
 
 
-def positive_renderings(gt: str, row: dict) -> list[tuple[str, str]]:
+def _factor(n: int) -> tuple[int, int] | None:
+    for a in range(2, int(abs(n) ** 0.5) + 1):
+        if n % a == 0:
+            return a, n // a
+    return None
+
+
+def renderings(gt: str) -> list[tuple[str, str]]:
+    """(kind, response) pairs for one ground truth: correct answers written the ways models write
+    them, then wrong ones (a wrong number; for integers also unevaluated expressions)."""
     out = [
-        ("answer_line", f"Let me work through it.\nAnswer: {gt}"),
-        ("answer_dollar", f"Some reasoning.\n\nAnswer: ${gt}$"),
-        ("boxed", f"Putting it together, the answer is $\\boxed{{{gt}}}$."),
+        ("plain", f"Let me work through it.\nAnswer: {gt}"),
+        ("dollar", f"Some reasoning.\n\nAnswer: ${gt}$"),
+        ("answer_boxed", f"Answer: \\boxed{{{gt}}}"),
+        ("trailing_period", f"Answer: {gt}."),
+        ("bold_answer", f"**Answer:** {gt}"),
+        ("unit_listed", f"Answer: {gt} units"),
+        ("unit_other", f"Answer: {gt} apples"),
+        ("far_from_end", f"Answer: {gt}\n{_WORK}"),
+        ("boxed_only", f"Putting it together, the answer is $\\boxed{{{gt}}}$."),
     ]
     if _INT_RE.fullmatch(gt):
-        out.append(("trailing_period", f"Answer: {gt}."))
-        out.append(("units", f"Answer: ${gt}$ units"))
-        if abs(int(gt)) >= 1000:
-            out.append(("thousands", f"Answer: {int(gt):,}"))
-            out.append(("thousands_latex", f"Answer: ${int(gt):,}$".replace(",", "{,}")))
-    if _DEC_RE.fullmatch(gt):
-        out.append(("trailing_zero", f"Answer: {gt}0"))
-        value = Fraction(gt)
-        if value.denominator <= 1000:
-            sign = "-" if value < 0 else ""
-            out.append(("fraction_of_decimal",
-                        f"Answer: ${sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}$"))
-    sci = _SCI_RE.fullmatch(gt)
-    if sci:
-        out.append(("sci_latex", f"Answer: ${sci.group(1)} \\times 10^{{{sci.group(2)}}}$"))
-    if "=" not in gt and "," not in gt:
-        out.append(("assignment", f"Answer: $x = {gt}$"))
-    if "\\" in gt:  # the same LaTeX written differently: \dfrac, no sizing commands, no spaces
-        variant = gt.replace("\\frac", "\\dfrac").replace("\\left", "").replace("\\right", "")
-        variant = re.sub(r"\s*([{}()\[\]+\-=^_/,])\s*", r"\1", variant)  # keeps "\\lambda k" apart
-        out.append(("latex_variant", f"Answer: ${variant}$"))
-    frac = _FRAC_RE.fullmatch(gt)
-    if frac and int(frac.group(2)) != 0:
-        value = Fraction(int(frac.group(1)), int(frac.group(2)))
-        den = value.denominator
-        while den % 2 == 0:
-            den //= 2
-        while den % 5 == 0:
-            den //= 5
-        if den == 1:  # terminating decimal
-            out.append(("decimal_of_fraction", f"Answer: {float(value)!r}"))
-        out.append(("slash_fraction", f"Answer: {value.numerator}/{value.denominator}"))
-    if row.get("solution"):
-        out.append(("reference_solution", row["solution"]))
+        n = int(gt)
+        out.append(("wrong_number", f"Answer: {n + 1}"))
+        ab = _factor(n)
+        out.append(("unevaluated", f"Answer: {ab[0]} \\times {ab[1]}" if ab else f"Answer: {n - 1} + 1"))
+        out.append(("unevaluated", f"Answer: \\frac{{{2 * n}}}{{2}}"))
+    else:
+        out.append(("wrong_number", f"Answer: {gt}+1"))
     return out
 
 
-def perturbed(gt: str) -> str:
-    if _INT_RE.fullmatch(gt):
-        return str(int(gt) + 1)
-    if _DEC_RE.fullmatch(gt):
-        last = gt[-1]
-        return gt[:-1] + ("1" if last != "1" else "2")
-    return gt + "+1"
+def reference_decision(response: str, gt: str) -> bool:
+    """The reference reward's decision, its bugs kept: the "[INVALID]" sentinel for a missing
+    Answer line and the acceptance of an empty prediction for an empty-normalizing ground truth."""
+    from fastdapo.rewards.dapo_reward import extract_answer_line
+    from fastdapo.rewards.minerva_normalize import normalize_final_answer
+
+    raw = extract_answer_line(response)
+    return normalize_final_answer("[INVALID]" if raw is None else raw) == normalize_final_answer(gt)
 
 
-def load_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_ground_truths(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path, columns=["reward_model"]).to_pylist()
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [str(r["reward_model"]["ground_truth"]) for r in rows]
 
 
-def run(data_dir: Path, num_workers: int | None, timeout_s: float) -> dict:
-    from fastdapo.rewards import score_batch, warmup
+def run(paths: list[Path], num_workers: int | None, timeout_s: float) -> dict:
+    from fastdapo.rewards import REWARD_FUNCTIONS, score_batch, warmup
 
     warmup(1)
-    report = {}
-    all_pos = all_ok = all_neg = all_fa = 0
-    for name in SETS:
-        path = data_dir / f"{name}.jsonl"
-        if not path.exists():
-            print(f"skip {name}: {path} not found", file=sys.stderr)
-            continue
-        rows = load_rows(path)
-        responses, gts, kinds = [], [], []
-        for row in rows:
-            gt = row["reward_model"]["ground_truth"].strip()
-            for kind, text in positive_renderings(gt, row):
-                responses.append(text)
+    names = list(REWARD_FUNCTIONS)
+    report: dict = {"sets": {}, "kinds": {}, "diffs": {n: [] for n in names}}
+    total = {"n": 0, "ref": 0, **{n: 0 for n in names}}
+    for path in paths:
+        gts, responses, kinds = [], [], []
+        truths = read_ground_truths(path)
+        for gt in truths:
+            for kind, text in renderings(gt.strip()):
                 gts.append(gt)
+                responses.append(text)
                 kinds.append(kind)
-        t0 = time.perf_counter()
-        res = score_batch(responses, gts, num_workers=num_workers, timeout_s=timeout_s)
-        neg_res = score_batch([f"Answer: {perturbed(r['reward_model']['ground_truth'].strip())}" for r in rows],
-                              [r["reward_model"]["ground_truth"] for r in rows],
-                              num_workers=num_workers, timeout_s=timeout_s)
-        dt = time.perf_counter() - t0
-        ok = sum(r.acc for r in res)
-        fa = sum(r.acc for r in neg_res)
-        by_kind: dict[str, list[int]] = {}
-        misses = []
-        for kind, gt, r in zip(kinds, gts, res):
-            k = by_kind.setdefault(kind, [0, 0])
-            k[0] += r.acc
-            k[1] += 1
-            if not r.acc:
-                misses.append({"kind": kind, "ground_truth": gt, "pred": r.pred})
-        report[name] = {
-            "rows": len(rows), "renderings": len(res), "accepted": ok,
-            "agreement": ok / max(1, len(res)),
-            "false_accept": fa / max(1, len(rows)),
-            "by_kind": {k: v[0] / v[1] for k, v in by_kind.items()},
-            "misses": misses, "seconds": round(dt, 2),
-        }
-        all_pos += len(res)
-        all_ok += ok
-        all_neg += len(rows)
-        all_fa += fa
-    report["overall"] = {"renderings": all_pos, "accepted": all_ok,
-                         "agreement": all_ok / max(1, all_pos),
-                         "false_accept": all_fa / max(1, all_neg)}
+        ref = [reference_decision(r, g) for r, g in zip(responses, gts)]
+        row = {"rows": len(truths), "renderings": len(gts), "ref_accept": sum(ref) / max(1, len(gts))}
+        for name in names:
+            t0 = time.perf_counter()
+            accs = [r.acc for r in score_batch(responses, gts, reward=name, num_workers=num_workers,
+                                               timeout_s=timeout_s)]
+            row[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+            agree = [a == b for a, b in zip(accs, ref)]
+            row[name] = sum(agree) / max(1, len(agree))
+            total[name] += sum(agree)
+            for kind, ok, acc, gt, text in zip(kinds, agree, accs, gts, responses):
+                k = report["kinds"].setdefault(kind, {"n": 0, "ref": 0, **{n: 0 for n in names}})
+                k[name] += ok
+                if not ok:
+                    report["diffs"][name].append({"set": path.stem, "kind": kind, "ground_truth": gt,
+                                                  "response": text[-120:], "accepted": acc})
+        for kind, r in zip(kinds, ref):
+            report["kinds"][kind]["n"] += 1
+            report["kinds"][kind]["ref"] += r
+        total["n"] += len(gts)
+        total["ref"] += sum(ref)
+        report["sets"][path.stem] = row
+    report["overall"] = {"renderings": total["n"], "ref_accept": total["ref"] / max(1, total["n"]),
+                         **{n: total[n] / max(1, total["n"]) for n in names}}
     return report
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def print_tables(report: dict, show_diffs: bool) -> None:
+    names = [k for k in report["diffs"]]
+    head = "| set | rows | renderings | reference accepts | " + " | ".join(f"`{n}` agrees" for n in names) + " |"
+    print(head + "\n|" + "---|" * (4 + len(names)))
+    for set_name, r in report["sets"].items():
+        print(f"| {set_name} | {r['rows']} | {r['renderings']} | {_pct(r['ref_accept'])} | "
+              + " | ".join(_pct(r[n]) for n in names) + " |")
+    o = report["overall"]
+    print(f"| all | | {o['renderings']} | {_pct(o['ref_accept'])} | " + " | ".join(_pct(o[n]) for n in names) + " |")
+    print("\n| rendering | count | reference accepts | " + " | ".join(f"`{n}` agrees" for n in names) + " |")
+    print("|" + "---|" * (3 + len(names)))
+    for kind, k in report["kinds"].items():
+        print(f"| {kind} | {k['n']} | {_pct(k['ref'] / k['n'])} | " + " | ".join(_pct(k[n] / k['n']) for n in names) + " |")
+    for name in names:
+        by_kind: dict[str, int] = {}
+        for d in report["diffs"][name]:
+            by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
+        print(f"\n{name}: {len(report['diffs'][name])} decisions differ from the reference"
+              + (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) if by_kind else ""))
+        if show_diffs:
+            for d in report["diffs"][name]:
+                print(f"    [{d['set']}/{d['kind']}] gt={d['ground_truth']!r} accepted={d['accepted']} "
+                      f"response=...{d['response']!r}")
+
+
 @click.command("reward-fidelity")
-@click.argument("data_dir", default="../shared/data", type=click.Path(path_type=Path))
-@click.option("--num-workers", type=int, default=None, help="Equivalence worker processes.")
+@click.argument("set_files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--num-workers", type=int, default=None, help="math-verify worker processes.")
 @click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Also write the full report (with every miss) as JSON.")
-@click.option("--show-misses", is_flag=True, help="Print every rejected reference rendering.")
-def reward_fidelity_command(data_dir: Path, num_workers: int | None, timeout_s: float,
-                            json_out: Path | None, show_misses: bool) -> None:
-    """Agreement of the DAPO math reward with the reference answers of the public math sets."""
-    report = run(data_dir, num_workers, timeout_s)
-    print(f"{'set':<14} {'rows':>5} {'renders':>8} {'agreement':>10} {'false-accept':>13} {'sec':>6}")
-    for name in SETS:
-        if name not in report:
-            continue
-        r = report[name]
-        print(f"{name:<14} {r['rows']:>5} {r['renderings']:>8} {100 * r['agreement']:>9.2f}% "
-              f"{100 * r['false_accept']:>12.2f}% {r['seconds']:>6}")
-        if show_misses:
-            for m in r["misses"]:
-                print(f"    miss [{m['kind']}] gt={m['ground_truth']!r} pred={m['pred']!r}")
-    o = report["overall"]
-    print(f"{'overall':<14} {'':>5} {o['renderings']:>8} {100 * o['agreement']:>9.2f}% "
-          f"{100 * o['false_accept']:>12.2f}%")
+              help="Also write the full report (with every differing decision) as JSON.")
+@click.option("--show-diffs", is_flag=True, help="Print every decision that differs from the reference.")
+def reward_fidelity_command(set_files: tuple[Path, ...], num_workers: int | None, timeout_s: float,
+                            json_out: Path | None, show_diffs: bool) -> None:
+    """Agreement of each reward function with the DAPO reference reward on rendered answers."""
+    paths = list(set_files) or DEFAULT_SETS
+    for p in paths:
+        if not p.is_file():
+            print(f"reward-fidelity: set file not found: {p}", file=sys.stderr)
+            sys.exit(2)
+    report = run(paths, num_workers, timeout_s)
+    print_tables(report, show_diffs)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
 

@@ -19,7 +19,7 @@ _TEXT_CMDS = r"(?:text|textrm|textnormal|textbf|textit|mathrm|mathbf|mathit|mbox
 _GROUP = r"\{(?:[^{}]|\{[^{}]*\})*\}"
 _TRAILING_TEXT_RE = re.compile(rf"(?<=[\d}})\]|])\s*\\{_TEXT_CMDS}\s*{_GROUP}(?:\s*\^\s*\{{?\d\}}?)?\s*$")
 _TEXT_UNWRAP_RE = re.compile(rf"\\{_TEXT_CMDS}\s*\{{((?:[^{{}}]|\{{[^{{}}]*\}})*)\}}")
-_NUMBERISH = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+)?"
+_NUMBERISH = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?"
 _UNIT_WORDS_RE = re.compile(
     rf"^(?P<num>{_NUMBERISH})\s*(?P<unit>[A-Za-z][A-Za-z]+(?:[\s\-/\.]+[A-Za-z]+)*(?:\^?\d)?)\s*\.?$"
 )
