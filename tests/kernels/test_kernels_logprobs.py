@@ -5,7 +5,7 @@ import torch
 from kernel_cases import IMPLS, make_case
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import kernels.torch_chunked as tc
+from kernels import torch_chunked as tc
 from kernels import dispatch, linear_logprobs
 from kernels.dapo_math import ClipConfig, inverse_normalizer, token_terms
 from kernels.reference import reference_logprobs
@@ -37,7 +37,7 @@ def test_linear_logprobs_bf16(impl):
 @pytest.mark.triton
 def test_triton_split_not_a_tile_multiple(monkeypatch):
     """Vocabulary splits that end inside a tile: each target logit is written exactly once."""
-    import kernels.triton_backend as tb
+    from kernels import triton_backend as tb
 
     monkeypatch.setattr(tb, "INTERPRET_SPLIT_V", 200)
     case = make_case(n=21, vocab=1000, seed=5)
@@ -60,7 +60,7 @@ def test_dispatch_by_name():
 def test_triton_runs_in_interpreter_here():
     """The default pytest run must exercise the Triton kernels (interpreted on CPU)."""
     pytest.importorskip("triton")
-    import kernels.triton_fwd as tf
+    from kernels import triton_fwd as tf
 
     case = make_case(n=4, vocab=300, seed=0)
     linear_logprobs(case.hidden, case.weight, case.targets, impl="triton")
