@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fastdapo-installed
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train test bench-kernels bench-packing bench-e2e plot clean
+.PHONY: install train test lint bench-kernels bench-packing bench-e2e plot clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ train: $(STAMP)  ## the built-in toy DAPO run on CPU
 test: $(STAMP)  ## the whole test suite (Triton kernels run under the interpreter)
 	$(PY) -m pytest $(ARGS)
 
+lint: $(STAMP)  ## ruff (lint + format check) and the import-layer contracts in pyproject.toml
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
+
 bench-kernels: $(STAMP)
 	$(VENV)/bin/fastdapo bench kernels --preset cpu
 
@@ -32,6 +35,9 @@ bench-packing: $(STAMP)
 
 bench-e2e: $(STAMP)
 	$(VENV)/bin/fastdapo bench e2e
+
+gpu-check:  ## on a CUDA machine, no install needed: kernels, acceptance benchmark, toy steps (<= 8 min)
+	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) bench/gpu_check.py $(ARGS)
 
 plot: $(STAMP)
 	$(VENV)/bin/fastdapo plot runs/toy
