@@ -144,12 +144,11 @@ def _chunk_grad(e, sumexp, g, h, tgt, weight, head: LogitHead, ws, row0, grads, 
                     deriv[dst].copy_(deriv[src])
         sumexp, g, h, tgt = (x.index_select(0, active) for x in (sumexp, g, h, tgt))
     dz = e[:k]
+    if deriv is None:  # scalar dz/dz0 folds into g: no extra pass over the tile
+        g = g * head.z_scale
     dz.mul_((-g / sumexp).unsqueeze(1))  # -g p
     dz[torch.arange(k, device=dz.device), tgt] += g  # + g onehot
-    if deriv is None:
-        if head.z_scale != 1.0:
-            dz.mul_(head.z_scale)
-    else:
+    if deriv is not None:
         dz.mul_(deriv[:k])
     if grads["db"] is not None:
         grads["db"] += dz.sum(0)
