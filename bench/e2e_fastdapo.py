@@ -22,7 +22,7 @@ def fastdapo_overrides(spec: dict, run_dir: str) -> list[str]:
     p, g = spec["prompts"], spec["group_size"]
     sets = {
         "model.path": spec["model_dir"],
-        "data.toy_eval_size": spec["eval_size"], "data.toy_max_operand": spec["max_operand"],
+        "toy.eval_size": spec["eval_size"], "toy.max_operand": spec["max_operand"],
         "data.shuffle": False,  # prompts in list order, as TRL with shuffle_dataset=False
         "rollout.n": g, "rollout.max_response_length": spec["max_new_tokens"],
         "rollout.temperature": 1.0, "rollout.top_p": 1.0, "rollout.batch_size": max(512, p * g),
@@ -37,7 +37,8 @@ def fastdapo_overrides(spec: dict, run_dir: str) -> list[str]:
         "run.save_every": 0, "run.progress": False, "run.resume": "never", "run.log_samples_every": 0,
         "run.eval_every": 0,
     }
-    return [f"{k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in sets.items()] + list(spec.get("extra_sets", []))
+    sets = [f"{k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in sets.items()]
+    return sets + list(spec.get("extra_sets", []))
 
 
 def run(spec: dict) -> dict:

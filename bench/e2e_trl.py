@@ -112,7 +112,8 @@ def run(spec: dict) -> dict:
     steps = []
     for i, dt in enumerate(timer.times):
         h = logs[i] if i < len(logs) else {}
-        steps.append({"step": i + 1, "time/step": dt, "time/rollout": rollout_times[i] if i < len(rollout_times) else None,
+        rollout = rollout_times[i] if i < len(rollout_times) else None
+        steps.append({"step": i + 1, "time/step": dt, "time/rollout": rollout,
                       "tokens": timer.tokens[i], "response_length/mean": h.get("completions/mean_length"),
                       "reward/mean": h.get("reward")})
     return {"framework": "trl", "steps": steps, "threads": torch.get_num_threads(),

@@ -32,10 +32,10 @@ from pathlib import Path
 import click
 import torch
 
-from fastdapo.packing.attention import register_varlen_sdpa
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.attention import register_attention
 from fastdapo.packing.packed import (
     MicroBatch,
-    Sequence,
     backbone_kwargs,
     make_micro_batches,
     make_padded_micro_batches,
@@ -71,7 +71,7 @@ def _sequences(lengths: list[int], vocab: int, seed: int, group_size: int) -> li
         mask = torch.zeros(n, dtype=torch.bool)
         mask[PROMPT_LEN - 1:n - 1] = True  # positions predicting response tokens
         ids = torch.cat([prompt, torch.randint(0, vocab, (n - PROMPT_LEN,), generator=g)])
-        seqs.append(Sequence(input_ids=ids, loss_mask=mask, fields={}, prompt_len=PROMPT_LEN, group=i // group_size))
+        seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=PROMPT_LEN, group=i // group_size))
     return seqs
 
 
@@ -119,17 +119,17 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
     lengths = skewed_lengths(num_seqs, cap, median=median, min_len=PROMPT_LEN + 1, seed=seed)
     seqs = _sequences(lengths, vocab, seed, group_size)
     model = _tiny_qwen2(hidden, layers, vocab, cap)
-    varlen = register_varlen_sdpa()
+    varlen = register_attention()
     plan = plan_micro_batches(lengths, max_tokens)
     layouts = {  # name -> (micro-batches, attention implementation of the model)
         "padded": (make_padded_micro_batches(seqs, max_tokens, plan=plan), "sdpa"),
         "padded-sorted": (make_padded_micro_batches(seqs, max_tokens, plan=_sorted_plan(lengths, max_tokens)), "sdpa"),
         "packed": (make_micro_batches(seqs, max_tokens), "sdpa"),
-        "packed-varlen": (make_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen"), varlen),
-        "packed-shared": (make_shared_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen"), varlen),
+        "packed-varlen": (make_micro_batches(seqs, max_tokens, attn_impl="packed_sdpa"), varlen),
+        "packed-shared": (make_shared_micro_batches(seqs, max_tokens, attn_impl="packed_sdpa"), varlen),
     }
     times: dict[str, list[float]] = {name: [] for name in layouts}
-    for name, (mbs, impl) in layouts.items():  # warm-up
+    for mbs, impl in layouts.values():  # warm-up
         model.set_attn_implementation(impl)
         _update_pass(model, mbs[:1])
     for _ in range(repeats):  # rounds interleave the layouts so that load drift hits all alike

@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import click
 
@@ -82,7 +81,7 @@ def _save_safetensors(sd: dict, out: Path, dtype) -> None:
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
 
-def export_checkpoint(path: str | Path, out_dir: str | Path, step: Optional[int] = None,
+def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = None,
                       dtype: str = "auto") -> Path:
     """Write the checkpoint at `path` (a run directory: latest or `step`; or a checkpoint directory)
     as a Hugging Face model directory `out_dir`; returns the checkpoint used."""
@@ -120,7 +119,8 @@ def is_run_or_checkpoint(path: str | Path) -> bool:
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--step", type=click.IntRange(min=0), default=None, help="Checkpoint step (default: the latest complete one).")
+@click.option("--step", type=click.IntRange(min=0), default=None,
+              help="Checkpoint step (default: the latest complete one).")
 @click.option("--dtype", type=click.Choice(_DTYPES), default="auto", show_default=True,
               help="Weight dtype of the export (auto: the dtype the model was trained in).")
 def export_command(run_dir: str, out_dir: str, step: int | None, dtype: str) -> None:

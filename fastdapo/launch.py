@@ -38,7 +38,7 @@ def build_commands(train_args: list[str], *, num_procs: int, hostfile: str | Non
              "--no_local_rank", *TRAIN, *train_args]]
 
 
-def launch_env(backend_hint: str | None = None) -> dict:
+def launch_env() -> dict:
     env = dict(os.environ)
     try:
         import torch
@@ -69,10 +69,14 @@ def _run_forwarding_signals(cmd: list[str], env: dict) -> int:
 @click.command("launch", context_settings={"ignore_unknown_options": False})
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
-@click.option("--num-procs", default=1, show_default=True, type=click.IntRange(1), help="Processes per node (GPUs per node on CUDA).")
-@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False), help="DeepSpeed hostfile ('host slots=N' lines): ssh/pdsh multi-node.")
-@click.option("--nnodes", default=1, show_default=True, type=click.IntRange(1), help="Nodes in per-node mode (Slurm/Kubernetes).")
-@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(0), help="This node's rank in per-node mode.")
+@click.option("--num-procs", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes per node (GPUs per node on CUDA).")
+@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
+              help="DeepSpeed hostfile ('host slots=N' lines): ssh/pdsh multi-node.")
+@click.option("--nnodes", default=1, show_default=True, type=click.IntRange(1),
+              help="Nodes in per-node mode (Slurm/Kubernetes).")
+@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(0),
+              help="This node's rank in per-node mode.")
 @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
 @click.option("--master-port", default=29500, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--dry-run", is_flag=True, help="Print the exact commands and exit.")

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastdapo.actor.nonfinite import NonFiniteCounter
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.packed import MicroBatch, scatter_back
+from fastdapo.packing.packer import Packer, PackStats
 from fastdapo.runtime import distributed as D
-from fastdapo.packing.packed import (Sequence, make_micro_batches, num_micro_batches_needed, padding_fraction,
-                                       scatter_back)
-from fastdapo.packing.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
-                                             num_shared_micro_batches_needed)
 
 
 @dataclass
@@ -29,65 +29,43 @@ class UpdateStats:
     tokens: float = 0.0
     skipped: int = 0
     lr: float = 0.0
+    packing: PackStats = field(default_factory=PackStats)  # every micro-batch of every mini-batch
 
     def summary(self) -> dict:
         """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
-        low, high, ent, prob, tokens = D.all_reduce([float(x) for x in (self.clip_low, self.clip_high, self.entropy,
-                                                                        self.prob, self.tokens)])
+        p = self.packing
+        low, high, ent, prob, tokens, slots, real, plain = D.all_reduce(
+            [float(x) for x in (self.clip_low, self.clip_high, self.entropy, self.prob, self.tokens,
+                                p.slots, p.real, p.plain)])
         t = max(tokens, 1.0)
         finite = [g for g in self.grad_norms if math.isfinite(g)]
         return {"loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
                 "grad_norm": sum(finite) / len(finite) if finite else 0.0,
                 "clip_frac/low": low / t, "clip_frac/high": high / t,
                 "entropy/mean": ent / t, "logprob/mean_prob": prob / t,
-                "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses)}
+                "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses),
+                **p.metrics(slots, real, plain)}
 
 
 class Actor:
-    def __init__(self, engine, max_tokens: int, device: torch.device, max_nonfinite_skips: int = 3,
-                 share_prompts: bool = True):
+    def __init__(self, engine, packer: Packer, device: torch.device, max_nonfinite_skips: int = 3):
         self.engine = engine
-        self.max_tokens = max_tokens
+        self.packer = packer
         self.device = device
-        self.max_nonfinite_skips = max_nonfinite_skips
-        self.share_prompts = share_prompts
-        self.nonfinite_in_a_row = 0
-        self.last_padding_frac = 0.0
-        self.last_shared_saving = 0.0  # share of the tokens that shared prompts did not have to compute
+        self.nonfinite = NonFiniteCounter(max_nonfinite_skips)
 
     @property
     def policy(self):
         return self.engine.module
 
-    def _micro_batches(self, seqs: list[Sequence]):
-        impl = self._attn_impl()
-        share = self.share_prompts and can_share(seqs, impl)
-        bundles = make_bundles(seqs, self.max_tokens) if share else None
+    def micro_batches(self, seqs: list[Sequence], stats: PackStats | None = None) -> list[MicroBatch]:
+        plan = self.packer.plan(seqs)
         # Every rank runs the same number of micro-batches, or collectives would hang.
-        if not seqs:
-            need = 0
-        elif share:
-            need = num_shared_micro_batches_needed(seqs, self.max_tokens, bundles)
-        else:
-            need = num_micro_batches_needed([len(s) for s in seqs], self.max_tokens)
-        count = int(D.all_reduce([need], "max")[0])
-        if share:
-            mbs = make_shared_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl,
-                                            bundles=bundles)
-        else:
-            mbs = make_micro_batches(seqs, self.max_tokens, num_micro_batches=count, attn_impl=impl)
-        self.last_padding_frac = padding_fraction(mbs)
-        plain = sum(len(s) for s in seqs)
-        self.last_shared_saving = 1.0 - sum(mb.num_tokens for mb in mbs) / plain if plain else 0.0
+        count = int(D.all_reduce([plan.count], "max")[0])
+        mbs = self.packer.pack(seqs, plan, count)
+        if stats is not None:
+            stats.add(seqs, mbs)
         return mbs
-
-    def _attn_impl(self) -> str:
-        from fastdapo.packing.attention import PACKED_SDPA
-
-        impl = getattr(self.policy.model.config, "_attn_implementation", "sdpa") or "sdpa"
-        if impl == PACKED_SDPA:
-            return "sdpa_varlen"
-        return impl if impl in ("sdpa", "eager", "flash_attention_2", "flash_attention_3") else "sdpa"
 
     def _to_device(self, mb):
         d = self.device
@@ -96,7 +74,10 @@ class Actor:
         if mb.attention_mask is not None:
             mb.attention_mask = mb.attention_mask.to(d)
         mb.cu_seqlens = mb.cu_seqlens.to(d)
-        mb.fields = {k: v.to(d) for k, v in mb.fields.items()}
+        if mb.advantages is not None:
+            mb.advantages = mb.advantages.to(d)
+        if mb.old_logprobs is not None:
+            mb.old_logprobs = mb.old_logprobs.to(d)
         if mb.pred_index is not None:
             mb.pred_index = mb.pred_index.to(d)
         return mb
@@ -105,7 +86,7 @@ class Actor:
     def score(self, seqs: list[Sequence]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-sequence (log-probs, entropy) at the rollout temperature, aligned to predicting positions."""
         self.engine.eval()
-        mbs = self._micro_batches(seqs)
+        mbs = self.micro_batches(seqs)
         lps, ents = [], []
         for mb in mbs:
             lp, ent = self.engine(self._to_device(mb), score_only=True)
@@ -138,7 +119,7 @@ class Actor:
         normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
         # Each rank divides by (global tokens / world) because DeepSpeed averages gradients over ranks.
         norm_t = torch.tensor(max(normalizer, 1.0) / world, device=self.device)
-        mbs = self._micro_batches(mini)
+        mbs = self.micro_batches(mini, stats.packing if stats is not None else None)
         loss_total = 0.0
         for k, mb in enumerate(mbs):
             last = k == len(mbs) - 1
@@ -161,11 +142,5 @@ class Actor:
 
     def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:
         # DeepSpeed already skips the step when the global gradient norm overflows; we count and bound it.
-        if math.isfinite(loss) and math.isfinite(grad_norm):
-            self.nonfinite_in_a_row = 0
-            return
-        stats.skipped += 1
-        self.nonfinite_in_a_row += 1
-        if self.max_nonfinite_skips and self.nonfinite_in_a_row > self.max_nonfinite_skips:
-            raise FloatingPointError(f"{self.nonfinite_in_a_row} non-finite updates in a row (loss={loss}, "
-                                     f"grad_norm={grad_norm}); aborting (run.max_nonfinite_skips)")
+        if self.nonfinite.observe(loss, grad_norm):
+            stats.skipped += 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from fastdapo.config.schema import Config
 from fastdapo.actor.nonfinite import guard_optimizer, needs_guard
+from fastdapo.config.schema import Config
 
 log = logging.getLogger(__name__)
 

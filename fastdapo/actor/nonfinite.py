@@ -47,3 +47,28 @@ def guard_optimizer(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
                                                   if p.grad is not None], max_norm, total)
 
     optimizer.register_step_pre_hook(_check)
+
+
+class NonFiniteCounter:
+    """Counts non-finite updates in a row and aborts past ``limit`` (0 = never); checkpointed with the run."""
+
+    def __init__(self, limit: int = 3):
+        self.limit = limit
+        self.in_a_row = 0
+
+    def observe(self, loss: float, grad_norm: float) -> bool:
+        """True when this update was non-finite (DeepSpeed has already skipped its step)."""
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        if self.limit and self.in_a_row > self.limit:
+            raise FloatingPointError(f"{self.in_a_row} non-finite updates in a row (loss={loss}, "
+                                     f"grad_norm={grad_norm}); aborting (run.max_nonfinite_skips)")
+        return True
+
+    def state_dict(self) -> dict:
+        return {"nonfinite_in_a_row": self.in_a_row}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.in_a_row = int(state["nonfinite_in_a_row"])

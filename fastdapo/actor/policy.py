@@ -6,22 +6,30 @@ fused kernel together with the hidden states.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 
-from kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo.config.schema import Config
 from fastdapo.packing.packed import MicroBatch, backbone_kwargs
+from kernels import fused_linear_dapo_loss, linear_logprobs
 
 
 @dataclass
 class LossSettings:
+    """The loss's knobs, passed as they are to the fused kernel (validated by the config loader and the
+    kernel's ClipConfig, not here)."""
     eps_low: float = 0.2
     eps_high: float = 0.28
-    dual_clip: Optional[float] = None
+    dual_clip: float | None = None
     temperature: float = 1.0
     impl: str = "auto"
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LossSettings:
+        a = cfg.algorithm
+        # the rollout temperature: the loss scores the samples under the distribution that drew them
+        return cls(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
 
 
 class PolicyWithLoss(nn.Module):
@@ -45,7 +53,7 @@ class PolicyWithLoss(nn.Module):
         # shared-prompt layout: the rows that predict each scored slot (the last prompt row repeats)
         return h if mb.pred_index is None else h.index_select(0, mb.pred_index)
 
-    def forward(self, mb: MicroBatch, normalizer: Optional[torch.Tensor] = None, score_only: bool = False):
+    def forward(self, mb: MicroBatch, normalizer: torch.Tensor | None = None, score_only: bool = False):
         s = self.settings
         h = self.hidden(mb)
         w = self.lm_head.weight
@@ -53,8 +61,10 @@ class PolicyWithLoss(nn.Module):
             return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl)
         # No old log-probs: on-policy (one update per rollout step), or a padding micro-batch of a
         # rank with fewer sequences than its peers (all masked, so the ratio does not matter).
-        zeros = torch.zeros(mb.targets.shape, dtype=torch.float32, device=h.device)
+        adv = mb.advantages
+        if adv is None:
+            adv = torch.zeros(mb.targets.shape, dtype=torch.float32, device=h.device)
         return fused_linear_dapo_loss(
-            h, w, mb.targets, mb.fields.get("old_logprobs"), mb.fields.get("advantages", zeros), mb.loss_mask,
+            h, w, mb.targets, mb.old_logprobs, adv, mb.loss_mask,
             eps_low=s.eps_low, eps_high=s.eps_high, temperature=s.temperature, normalizer=normalizer,
             impl=s.impl, dual_clip=s.dual_clip)

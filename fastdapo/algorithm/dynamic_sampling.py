@@ -6,8 +6,8 @@ are collected or `max_num_gen_batches` rounds were spent; then the step goes on 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from fastdapo.data.records import PromptRecord
 from fastdapo.rollout.base import Generation

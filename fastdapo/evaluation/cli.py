@@ -72,7 +72,8 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(_DTYPES))
-@click.option("--no-chat-template", is_flag=True, help="Feed the raw prompt text even if the tokenizer has a chat template.")
+@click.option("--no-chat-template", is_flag=True,
+              help="Feed the raw prompt text even if the tokenizer has a chat template.")
 @click.option("--reward-workers", type=click.IntRange(min=1), default=None,
               help="Answer-equivalence worker processes (default: CPU count, at most 8).")
 @click.option("--reward-timeout", default=5.0, show_default=True, type=float, help="Seconds per answer check.")

@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fastdapo.data.records import PromptRecord
 from fastdapo.evaluation.metrics import SampleResult, compute_metrics, majority_vote

@@ -24,7 +24,7 @@ class Timer:
             self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
 
 
-def rollout_metrics(outcome: SamplingOutcome, max_len: int) -> dict:
+def rollout_metrics(outcome: SamplingOutcome) -> dict:
     """Reward/accuracy/length over every generated sample of the step, reduced over ranks.
 
     filter/kept_groups_frac is the fraction of generated groups that pass the informative filter.

@@ -97,7 +97,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     rows = read_metrics(run_dir)
     out = Path(out) if out else Path(run_dir) / "metrics.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig = make_figure(rows, title=f"{Path(run_dir).resolve().name}: {max((r.get('step', 0) for r in rows), default=0)} steps")
+    steps = max((r.get("step", 0) for r in rows), default=0)
+    fig = make_figure(rows, title=f"{Path(run_dir).resolve().name}: {steps} steps")
     fig.savefig(out, dpi=110)
     import matplotlib.pyplot as plt
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fastdapo.observability.metrics import MetricsWriter
 from fastdapo.observability.samples import SampleLog
 from fastdapo.observability.sinks import build_sinks
 from fastdapo.runtime import distributed as D
-from fastdapo.observability.metrics import MetricsWriter
 
 
 class RunLog:
@@ -22,7 +22,7 @@ class RunLog:
         self.metrics_file: MetricsWriter | None = None
         self.sample_log: SampleLog | None = None
 
-    def start(self, resumed_step: int | None) -> "RunLog":
+    def start(self, resumed_step: int | None) -> RunLog:
         keep_until = resumed_step if resumed_step is not None else -1
         self.metrics_file = MetricsWriter(self.run_dir, truncate_after_step=keep_until)
         self.sample_log = SampleLog(self.run_dir, self.cfg.run.log_samples_every, truncate_after_step=keep_until)

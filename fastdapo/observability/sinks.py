@@ -60,9 +60,8 @@ class WandbSink:
     def samples(self, step: int, rows: list[dict]) -> None:
         if rows:
             cols = list(rows[0])
-            self.run.log({"samples": self.wandb.Table(columns=cols, data=[[json.dumps(r[c]) if isinstance(r[c], (dict, list))
-                                                                           else r[c] for c in cols] for r in rows])},
-                         step=step)
+            data = [[json.dumps(r[c]) if isinstance(r[c], (dict, list)) else r[c] for c in cols] for r in rows]
+            self.run.log({"samples": self.wandb.Table(columns=cols, data=data)}, step=step)
 
     def close(self) -> None:
         self.run.finish()

@@ -1,19 +1,16 @@
-"""Variable-length (packed) attention without a ``[T, T]`` mask, for back-ends without flash-attention.
+"""Per-sequence attention for packed rows on back-ends without flash-attention: ``packed_sdpa``.
 
-:func:`varlen_sdpa_attention_forward` takes the same ``cu_seq_lens_q`` keyword arguments transformers
-hands to flash-attention's varlen kernel and runs PyTorch's causal SDPA on each packed sequence
-separately. Compared with the 4-D block-diagonal mask it neither builds a ``T x T`` mask nor spends
-attention FLOPs on the masked-out blocks (``sum L_i^2`` instead of ``T^2``).
+One name runs from the config (``model.attn_implementation: packed_sdpa``) through the transformers
+registration to the packer's layout choice. Packed rows (``cu_seq_lens_q`` or shared-prompt bundles,
+no mask) run PyTorch's causal SDPA on each sequence separately: neither a ``T x T`` mask nor attention
+FLOPs on masked-out blocks (``sum L_i^2`` instead of ``T^2``). Everything else (batched generation)
+gets transformers' plain SDPA.
 
 Use::
 
-    name = register_varlen_sdpa()            # once per process
-    model.set_attn_implementation(name)      # or config._attn_implementation = name before building
-    mbs = make_micro_batches(seqs, max_tokens, attn_impl="sdpa_varlen")
-    hidden = model.model(**backbone_kwargs(mb)).last_hidden_state[0]
-
-If the model is left on plain ``"sdpa"``, the same keyword arguments still isolate the sequences:
-transformers derives a packed-sequence mask from the restarting position ids (no cache is used).
+    name = register_attention(PACKED_SDPA)   # once per process, idempotent
+    model.set_attn_implementation(name)      # or attn_implementation=name when loading
+    mbs = make_micro_batches(seqs, max_tokens, attn_impl=name)
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["VARLEN_SDPA", "register_varlen_sdpa", "varlen_sdpa_attention_forward", "cu_seqlens_from_position_ids"]
+__all__ = ["PACKED_SDPA", "ATTENTION", "register_attention", "per_sequence_sdpa", "cu_seqlens_from_position_ids"]
 
-VARLEN_SDPA = "fastdapo_varlen_sdpa"
+PACKED_SDPA = "packed_sdpa"
 
 
 def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
@@ -36,7 +33,7 @@ def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([starts, end]).to(torch.int32)
 
 
-def varlen_sdpa_attention_forward(
+def per_sequence_sdpa(
     module: torch.nn.Module,
     query: torch.Tensor,  # [1, heads, T, D]
     key: torch.Tensor,  # [1, kv_heads, T, D]
@@ -54,9 +51,9 @@ def varlen_sdpa_attention_forward(
     """Attention over packed sequences, one causal SDPA call per sequence (or per prompt and response
     of a shared-prompt bundle). Returns ``[1, T, heads, D]``."""
     if query.shape[0] != 1:
-        raise ValueError(f"{VARLEN_SDPA} expects one packed row (batch 1), got batch {query.shape[0]}")
+        raise ValueError(f"{PACKED_SDPA} expects one packed row (batch 1), got batch {query.shape[0]}")
     if attention_mask is not None:
-        raise ValueError(f"{VARLEN_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
+        raise ValueError(f"{PACKED_SDPA} does not take an attention mask; pass cu_seq_lens_q / position_ids")
     if shared_prompt_bundles is not None:
         from fastdapo.packing.shared_attention import shared_prompt_attention
 
@@ -64,7 +61,7 @@ def varlen_sdpa_attention_forward(
                                       sliding_window=sliding_window)
         return out.transpose(1, 2).contiguous(), None
     if cu_seq_lens_k is not None and cu_seq_lens_q is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
-        raise ValueError(f"{VARLEN_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")
+        raise ValueError(f"{PACKED_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")
     t = query.shape[2]
     if cu_seq_lens_q is None:
         cu_seq_lens_q = cu_seqlens_from_position_ids(position_ids) if position_ids is not None else None
@@ -72,7 +69,7 @@ def varlen_sdpa_attention_forward(
     if bounds[-1] != t:
         raise ValueError(f"cu_seq_lens_q ends at {bounds[-1]} but the row holds {t} tokens")
     if sliding_window is not None and max(b - a for a, b in zip(bounds[:-1], bounds[1:])) > sliding_window:
-        raise NotImplementedError(f"{VARLEN_SDPA} does not implement sliding-window attention")
+        raise NotImplementedError(f"{PACKED_SDPA} does not implement sliding-window attention")
 
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
@@ -88,17 +85,6 @@ def varlen_sdpa_attention_forward(
     return out.transpose(1, 2).contiguous(), None
 
 
-def register_varlen_sdpa() -> str:
-    """Register the varlen SDPA attention with transformers (idempotent); returns its implementation name."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(VARLEN_SDPA, varlen_sdpa_attention_forward)
-    return VARLEN_SDPA
-
-
-PACKED_SDPA = "fastdapo_packed_sdpa"
-
-
 def _packed_or_sdpa_mask(batch_size: int, *args, **kwargs):
     """Packed rows arrive without a padding mask: their attention is cut per sequence from
     cu_seq_lens, so no [T, T] mask is built. Everything else (generation) gets the SDPA mask."""
@@ -109,21 +95,26 @@ def _packed_or_sdpa_mask(batch_size: int, *args, **kwargs):
     return sdpa_mask(batch_size, *args, **kwargs)
 
 
-def packed_or_sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs):
+def _packed_or_sdpa(module, query, key, value, attention_mask, **kwargs):
     packed = kwargs.get("cu_seq_lens_q") is not None or kwargs.get("shared_prompt_bundles") is not None
     if packed and attention_mask is None:
-        return varlen_sdpa_attention_forward(module, query, key, value, None, **kwargs)
+        return per_sequence_sdpa(module, query, key, value, None, **kwargs)
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
-def register_packed_sdpa() -> str:
-    """One attention for both passes on machines without flash-attention: per-sequence SDPA for
-    packed training rows, plain SDPA for batched generation. Returns the implementation name."""
+# name -> (attention forward, mask function) as transformers registers them
+ATTENTION = {PACKED_SDPA: (_packed_or_sdpa, _packed_or_sdpa_mask)}
+
+
+def register_attention(name: str = PACKED_SDPA) -> str:
+    """Register one of :data:`ATTENTION` with transformers (idempotent); returns the name to load the
+    model with, which is also the packer's ``attn_impl``."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    AttentionInterface.register(PACKED_SDPA, packed_or_sdpa_attention_forward)
-    AttentionMaskInterface.register(PACKED_SDPA, _packed_or_sdpa_mask)
-    return PACKED_SDPA
+    forward, mask = ATTENTION[name]
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, mask)
+    return name

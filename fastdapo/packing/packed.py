@@ -9,29 +9,30 @@ at 0 for every sequence and attention is kept inside each sequence:
   (the eager attention adds the mask to the scores, so a boolean mask would be silently wrong).
 * ``attn_impl="flash_attention_2"`` / ``"flash_attention_3"``: no mask; the restarting position ids
   plus precomputed ``cu_seq_lens_*`` / ``max_length_*`` select the flash-attention varlen kernel.
-* ``attn_impl="sdpa_varlen"``: the same keyword arguments as flash, for a model switched to the
+* ``attn_impl="packed_sdpa"``: the same keyword arguments as flash, for a model switched to the
   per-sequence SDPA attention of :mod:`fastdapo.packing.attention` (no ``T x T`` mask or FLOPs).
 
 All paths pass ``use_cache=False``: with a cache object present transformers does not treat restarting
 position ids as packed sequences.
 
 Per-token training data follow the "predicting position" convention: at position ``t`` the model
-predicts ``targets[t]`` = token ``t + 1`` of the same sequence; ``loss_mask[t]`` and every entry of
-``fields`` refer to that prediction. The last position of every sequence predicts nothing (target 0,
-mask False).
+predicts ``targets[t]`` = token ``t + 1`` of the same sequence; ``loss_mask[t]`` and the per-token
+fields (``advantages``, ``old_logprobs``) refer to that prediction. The last position of every sequence
+predicts nothing (target 0, mask False).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.attention import PACKED_SDPA
 from fastdapo.packing.partition import balanced_partition
 
 __all__ = [
-    "Sequence",
     "MicroBatch",
     "ATTN_IMPLS",
     "make_micro_batches",
@@ -45,20 +46,8 @@ __all__ = [
     "block_causal_mask",
 ]
 
-ATTN_IMPLS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "sdpa_varlen")
-_VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", "sdpa_varlen")
-
-
-@dataclass
-class Sequence:
-    input_ids: torch.Tensor  # [L] int64, prompt + response
-    loss_mask: torch.Tensor  # [L] bool: True at t when token t+1 is a scored response token
-    fields: dict[str, torch.Tensor] = field(default_factory=dict)  # [L] each, aligned to predicting position t
-    prompt_len: int = 0  # tokens of input_ids that are prompt (0 = unknown: the prompt cannot be shared)
-    group: int | None = None  # sequences of one group share their prompt (see fastdapo.packing.shared_prompt)
-
-    def __len__(self) -> int:
-        return int(self.input_ids.numel())
+ATTN_IMPLS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", PACKED_SDPA)
+_VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", PACKED_SDPA)
 
 
 @dataclass
@@ -71,10 +60,11 @@ class MicroBatch:
     #                           of the prompt bundles; per-sequence data then go through slot_map)
     targets: torch.Tensor  # [T] int64 (0 at each sequence's last position and on padding)
     loss_mask: torch.Tensor  # [T] bool
-    fields: dict[str, torch.Tensor]  # [T] each
     seq_index: list[int]  # input sequences held here, in layout order
     num_tokens: int  # real tokens, padding excluded
     attn_impl: str = "sdpa"
+    advantages: torch.Tensor | None = None  # [T] float32, on the same positions as loss_mask
+    old_logprobs: torch.Tensor | None = None  # [T] float32; None: on-policy (ratio 1)
     row_length: int | None = None  # padded baseline: Lmax (rows of the flattened [B*Lmax] layout); None = packed
     # Shared-prompt layout only (fastdapo.packing.shared_prompt): per-token data live on M "slots"
     # instead of the T row positions; slot k is predicted by the hidden state at row position pred_index[k].
@@ -103,14 +93,15 @@ def _validate(seqs: list[Sequence]) -> None:
                              f"got shape {tuple(s.input_ids.shape)}")
         if s.loss_mask.shape != (n,):
             raise ValueError(f"sequence {i}: loss_mask shape {tuple(s.loss_mask.shape)} != ({n},)")
-        for k, v in s.fields.items():
+        for k, v in s.token_fields().items():
             if v.shape != (n,):
-                raise ValueError(f"sequence {i}: field {k!r} shape {tuple(v.shape)} != ({n},)")
+                raise ValueError(f"sequence {i}: {k} shape {tuple(v.shape)} != ({n},)")
     if seqs:
-        keys = set(seqs[0].fields)
+        keys = set(seqs[0].token_fields())
         for i, s in enumerate(seqs):
-            if set(s.fields) != keys:
-                raise ValueError(f"sequence {i}: fields {sorted(s.fields)} differ from sequence 0 {sorted(keys)}")
+            if set(s.token_fields()) != keys:
+                raise ValueError(f"sequence {i}: per-token fields {sorted(s.token_fields())} differ from "
+                                 f"sequence 0 {sorted(keys)}")
 
 
 def _fits(parts: list[list[int]], lengths: list[int], max_tokens: int) -> bool:
@@ -190,7 +181,7 @@ def block_causal_mask(seg_ids: torch.Tensor) -> torch.Tensor:
 
 
 def _field_dtypes(seqs: list[Sequence]) -> dict[str, torch.dtype]:
-    return {k: v.dtype for k, v in seqs[0].fields.items()} if seqs else {}
+    return {k: v.dtype for k, v in seqs[0].token_fields().items()} if seqs else {}
 
 
 def _shifted(s: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +217,7 @@ def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multipl
         seg_ids[sl] = j
         targets[sl], loss_mask[sl] = _shifted(s)
         for k in fields:
-            fields[k][sl] = s.fields[k]
+            fields[k][sl] = getattr(s, k)
         off += n
     position_ids[off:] = torch.arange(n_pad, device=device)
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32, device=device)
@@ -235,7 +226,7 @@ def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multipl
     mask = None if attn_impl in _VARLEN_IMPLS else block_causal_mask(seg_ids)
     return MicroBatch(
         input_ids=input_ids[None], position_ids=position_ids[None], attention_mask=mask, cu_seqlens=cu,
-        targets=targets, loss_mask=loss_mask, fields=fields, seq_index=list(index), num_tokens=n_real,
+        targets=targets, loss_mask=loss_mask, **fields, seq_index=list(index), num_tokens=n_real,
         attn_impl=attn_impl,
     )
 
@@ -246,7 +237,7 @@ def _device(seqs: list[Sequence]) -> torch.device:
 
 def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
                        attn_impl: str = "sdpa", pad_to_multiple_of: int | None = None,
-                       pad_token_id: int = 0) -> list[MicroBatch]:
+                       pad_token_id: int = 0, plan: list[list[int]] | None = None) -> list[MicroBatch]:
     """Pack ``seqs`` into micro-batches of at most ``max_tokens`` real tokens each.
 
     Count = max(smallest count that fits the budget (>= ceil(total / max_tokens)), ``num_micro_batches``).
@@ -254,12 +245,14 @@ def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batch
     can fill (``num_micro_batches`` above the number of sequences) hold a single padding token with an
     all-False loss mask (``num_tokens == 0``, ``seq_index == []``) so that every data-parallel rank still
     runs the same number of forward/backward passes. ``pad_to_multiple_of`` pads each row at the end
-    (padding forms its own attention block and is never scored).
+    (padding forms its own attention block and is never scored). ``plan`` (from :func:`plan_micro_batches`)
+    skips the planning.
     """
     if attn_impl not in ATTN_IMPLS:
         raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
     _validate(seqs)
-    plan = plan_micro_batches([len(s) for s in seqs], max_tokens, num_micro_batches)
+    if plan is None:
+        plan = plan_micro_batches([len(s) for s in seqs], max_tokens, num_micro_batches)
     dtypes, device = _field_dtypes(seqs), _device(seqs)
     return [_pack(seqs, p, attn_impl, pad_to_multiple_of, pad_token_id, dtypes, device) for p in plan]
 
@@ -291,7 +284,7 @@ def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
             attn[r, :n] = True
             targets[r, :n], loss_mask[r, :n] = _shifted(s)
             for k in fields:
-                fields[k][r, :n] = s.fields[k]
+                fields[k][r, :n] = getattr(s, k)
         if not chosen:
             attn[0, 0] = True  # a lone padding token must see itself
         cu = torch.zeros(len(lens) + 1, dtype=torch.int32, device=device)
@@ -301,7 +294,7 @@ def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
         out.append(MicroBatch(
             input_ids=input_ids, position_ids=position_ids, attention_mask=attn, cu_seqlens=cu,
             targets=targets.reshape(-1), loss_mask=loss_mask.reshape(-1),
-            fields={k: v.reshape(-1) for k, v in fields.items()}, seq_index=list(index), num_tokens=sum(lens),
+            **{k: v.reshape(-1) for k, v in fields.items()}, seq_index=list(index), num_tokens=sum(lens),
             attn_impl=attn_impl, row_length=lmax,
         ))
     return out
@@ -320,7 +313,7 @@ def backbone_kwargs(mb: MicroBatch, *, mask_dtype: torch.dtype = torch.float32) 
     if mb.is_padded:
         kw["attention_mask"] = mb.attention_mask
         return kw
-    if mb.bundles is not None and mb.attn_impl == "sdpa_varlen":
+    if mb.bundles is not None and mb.attn_impl == PACKED_SDPA:
         from fastdapo.packing.shared_attention import SharedPromptLayout
 
         kw["shared_prompt_bundles"] = SharedPromptLayout(mb.bundles)  # one gather plan for every layer

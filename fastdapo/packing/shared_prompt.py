@@ -11,7 +11,7 @@ Because the last prompt position predicts the first token of *every* response, p
 from row positions to "slots": slot ``k`` is predicted by the hidden state at ``pred_index[k]``.
 Only response tokens get slots, so the LM head and the loss never run on prompt positions.
 
-Attention: a 4-D boolean mask for ``sdpa`` / ``eager``; for ``sdpa_varlen`` (the per-sequence SDPA of
+Attention: a 4-D boolean mask for ``sdpa`` / ``eager``; for ``packed_sdpa`` (the per-sequence SDPA of
 :mod:`fastdapo.packing.attention`) the bundle structure travels as the ``shared_prompt_bundles``
 keyword and no ``T x T`` mask is built. flash-attention's varlen kernel cannot express a shared
 prefix, so those models keep the plain packed layout.
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdapo.packing.packed import (ATTN_IMPLS, MicroBatch, Sequence, _device, _field_dtypes, _validate,
-                                       plan_micro_batches)
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.attention import PACKED_SDPA
+from fastdapo.packing.packed import ATTN_IMPLS, MicroBatch, _device, _field_dtypes, _validate, plan_micro_batches
 
-__all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask",
-           "can_share", "num_shared_micro_batches_needed"]
+__all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask"]
 
-SHARED_ATTN_IMPLS = ("sdpa", "eager", "sdpa_varlen")
+SHARED_ATTN_IMPLS = ("sdpa", "eager", PACKED_SDPA)
 
 
 @dataclass
@@ -40,10 +40,6 @@ class Bundle:
 
     def __len__(self) -> int:
         return self.prompt_len + sum(self.resp_lens)
-
-
-def can_share(seqs: list[Sequence], attn_impl: str) -> bool:
-    return attn_impl in SHARED_ATTN_IMPLS and all(s.prompt_len > 0 for s in seqs)
 
 
 def _check(seqs: list[Sequence]) -> None:
@@ -118,7 +114,7 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
             targets.append(s.input_ids[p:])
             masks.append(s.loss_mask[p - 1:p - 1 + r])
             for name in fields:
-                fields[name].append(s.fields[name][p - 1:p - 1 + r])
+                fields[name].append(getattr(s, name)[p - 1:p - 1 + r])
             slot_map.append((slot, p - 1, r, len(s)))
             seq_index.append(i)
             slot += r
@@ -135,7 +131,7 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
         masks = [torch.zeros(1, dtype=torch.bool)]
         fields = {k: [torch.zeros(1, dtype=dt)] for k, dt in dtypes.items()}
     mask = None
-    if attn_impl != "sdpa_varlen":
+    if attn_impl != PACKED_SDPA:
         bundle_ids = torch.repeat_interleave(torch.arange(len(layout)),
                                              torch.tensor([p + sum(rs) for _, p, rs in layout]))
         branch_ids = torch.cat([torch.repeat_interleave(torch.arange(1 + len(rs)), torch.tensor([p, *rs]))
@@ -146,26 +142,22 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
         input_ids=torch.cat(ids).to(device)[None], position_ids=torch.tensor(positions, device=device)[None],
         attention_mask=mask, cu_seqlens=cu.to(device), targets=torch.cat(targets).to(device),
         loss_mask=torch.cat(masks).to(device=device, dtype=torch.bool),
-        fields={k: torch.cat(v).to(device=device, dtype=dtypes[k]) for k, v in fields.items()},
+        **{k: torch.cat(v).to(device=device, dtype=dtypes[k]) for k, v in fields.items()},
         seq_index=seq_index, num_tokens=off, attn_impl=attn_impl,
         pred_index=torch.tensor(pred, dtype=torch.long, device=device), slot_map=slot_map, bundles=layout)
 
 
-def num_shared_micro_batches_needed(seqs: list[Sequence], max_tokens: int,
-                                    bundles: list[Bundle] | None = None) -> int:
-    bundles = make_bundles(seqs, max_tokens) if bundles is None else bundles
-    return len(plan_micro_batches([len(b) for b in bundles], max_tokens))
-
-
 def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
-                              attn_impl: str = "sdpa_varlen", pad_token_id: int = 0,
-                              bundles: list[Bundle] | None = None) -> list[MicroBatch]:
+                              attn_impl: str = PACKED_SDPA, pad_token_id: int = 0,
+                              bundles: list[Bundle] | None = None,
+                              plan: list[list[int]] | None = None) -> list[MicroBatch]:
     """Like :func:`fastdapo.packing.packed.make_micro_batches`, but the balanced units are prompt
-    bundles (``make_bundles(seqs, max_tokens)`` unless given) and every micro-batch uses the
-    shared-prompt layout."""
+    bundles (``make_bundles(seqs, max_tokens)`` unless given; ``plan`` indexes them) and every
+    micro-batch uses the shared-prompt layout."""
     if attn_impl not in SHARED_ATTN_IMPLS:
         raise ValueError(f"shared prompts need attn_impl in {SHARED_ATTN_IMPLS} (of {ATTN_IMPLS}), got {attn_impl!r}")
     bundles = make_bundles(seqs, max_tokens) if bundles is None else bundles
-    plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
+    if plan is None:
+        plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
     dtypes, device = _field_dtypes(seqs), _device(seqs)
     return [_pack_bundles(seqs, [bundles[j] for j in p], attn_impl, pad_token_id, dtypes, device) for p in plan]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Optional
 
 from fastdapo.runtime import distributed as D
 
@@ -30,11 +29,11 @@ class StopSignal:
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.received: Optional[str] = None   # this process's first signal
-        self.stopping: Optional[str] = None   # set once the ranks agreed to stop
+        self.received: str | None = None   # this process's first signal
+        self.stopping: str | None = None   # set once the ranks agreed to stop
         self._previous: dict = {}
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)

@@ -8,6 +8,7 @@ import torch
 
 from fastdapo.config.schema import Config
 from fastdapo.data.records import PromptRecord
+from fastdapo.packing.attention import PACKED_SDPA, register_attention
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,10 +44,8 @@ def resolve_attn(name: str, device: torch.device) -> str:
             return "flash_attention_2"
         except ImportError:
             pass
-    if name in ("auto", "packed_sdpa"):
-        from fastdapo.packing.attention import register_packed_sdpa
-
-        return register_packed_sdpa()
+    if name in ("auto", PACKED_SDPA):
+        return register_attention(PACKED_SDPA)
     return name
 
 
@@ -86,7 +85,7 @@ def build_prompts(cfg: Config, tokenizer) -> tuple[list[PromptRecord], list[Prom
     if not d.train_files:
         from fastdapo.toy.task import to_records, toy_splits
 
-        train, evals = toy_splits(d.toy_max_operand, d.toy_eval_size)
+        train, evals = toy_splits(cfg.toy.max_operand, cfg.toy.eval_size)
         return to_records(train, tokenizer), to_records(evals, tokenizer)
     from fastdapo.data.loader import load_prompts
 

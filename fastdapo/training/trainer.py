@@ -13,21 +13,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastdapo.actor.actor import Actor
+from fastdapo.actor.ds_engine import build_ds_engine
+from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
+from fastdapo.checkpoint.checkpointer import Checkpointer
+from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG
 from fastdapo.config import Config, save_config
-from fastdapo.observability.runlog import RunLog
-from fastdapo.runtime import distributed as D
-from fastdapo.actor.actor import Actor
-from fastdapo.checkpoint.store import Checkpointer
-from fastdapo.actor.ds_engine import build_ds_engine
-from fastdapo.observability.metrics import Timer, rollout_metrics, timing_metrics, token_mean
-from fastdapo.actor.policy import LossSettings, PolicyWithLoss
-from fastdapo.observability.progress import StepProgress, setup_logging
 from fastdapo.data.prompt_stream import PromptStream
+from fastdapo.observability.metrics import Timer, rollout_metrics, timing_metrics, token_mean
+from fastdapo.observability.progress import StepProgress, setup_logging
+from fastdapo.observability.runlog import RunLog
+from fastdapo.packing.packer import build_packer
+from fastdapo.runtime import distributed as D
+from fastdapo.runtime.signals import StopSignal
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
-from fastdapo.runtime.signals import StopSignal
 
 log = logging.getLogger("fastdapo")
 
@@ -51,13 +53,17 @@ def train(cfg: Config) -> dict:
 
     ws = build_workspace(cfg, device)
     a = cfg.algorithm
-    settings = LossSettings(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
-    engine = build_ds_engine(PolicyWithLoss(ws.model, settings), cfg, resolve_dtype(cfg.model.dtype, device), device)
-    actor = Actor(engine, a.max_tokens_per_micro_batch, device, cfg.run.max_nonfinite_skips, a.share_prompts)
+    policy = PolicyWithLoss(ws.model, LossSettings.from_config(cfg))
+    engine = build_ds_engine(policy, cfg, resolve_dtype(cfg.model.dtype, device), device)
+    packer = build_packer(a.max_tokens_per_micro_batch, ws.model.config._attn_implementation, a.share_prompts)
+    actor = Actor(engine, packer, device, cfg.run.max_nonfinite_skips)
     rollout = build_rollout_engine(cfg, ws, engine)
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
-    ckpt = Checkpointer(run_dir, cfg, engine, ws.model.config, ws.tokenizer, stream=stream, shuffle_rng=rng, actor=actor)
+    components = {"stream": stream, "shuffle_rng": ShuffleRNG(rng), "nonfinite": actor.nonfinite,
+                  "rng": GlobalRNG()}  # restored last: nothing after it draws random numbers
+    assets = HFAssets(ws.model.config, ws.tokenizer, getattr(ws.model, "generation_config", None))
+    ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
     start = ckpt.resume(cfg.run.resume)  # weights, optimizer, LR schedule, prompt stream, every RNG
     runlog.start(start if ckpt.resumed_from else None)  # cuts metrics/samples back to the checkpoint
     log.info("model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
@@ -78,7 +84,7 @@ def train(cfg: Config) -> dict:
             timer = Timer()
             t0 = time.perf_counter()
             # 1-3. rollout + reward, repeated until enough informative groups survive the filter
-            outcome = collect(stream.next, lambda ps: generate_and_score(rollout, ps, cfg, timer),
+            outcome = collect(stream.next, lambda ps, timer=timer: generate_and_score(rollout, ps, cfg, timer),
                               a.train_batch_size, a.gen_batch_size, a.max_num_gen_batches, a.dynamic_sampling,
                               gather=D.all_gather_list)
             # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
@@ -92,7 +98,7 @@ def train(cfg: Config) -> dict:
                 with timer("old_logprobs"):
                     old_lp, entropy = actor.score(seqs)
                 for s, lp in zip(seqs, old_lp):
-                    s.fields["old_logprobs"] = lp
+                    s.old_logprobs = lp
                 masks = [s.loss_mask for s in seqs]
                 rollout_policy = {"entropy/mean": token_mean(entropy, masks),
                                   "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks)}
@@ -109,9 +115,8 @@ def train(cfg: Config) -> dict:
             step_time = time.perf_counter() - t0
             tokens = D.all_reduce([sum(len(g.prompt_ids) + len(g.response_ids)
                                        for grp in outcome.generated for g in grp.generations)])[0]
-            last = {"step": step, **rollout_metrics(outcome, cfg.rollout.max_response_length),
-                    **upd.summary(), **rollout_policy, "packing/padding_frac": actor.last_padding_frac,
-                    "packing/shared_prompt_saving": actor.last_shared_saving,
+            last = {"step": step, **rollout_metrics(outcome),
+                    **upd.summary(), **rollout_policy,
                     **timing_metrics(timer, step_time, tokens)}
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)

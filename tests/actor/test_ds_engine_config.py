@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from fastdapo.config import Config
 from fastdapo.actor.ds_engine import generated_ds_config, merge_user_config
+from fastdapo.config import load_config
 
 
 def test_generated_config_follows_fastdapo_config():
-    cfg = Config()
+    cfg = load_config()
     cfg.distributed.zero_stage, cfg.distributed.offload_optimizer, cfg.distributed.offload_params = 3, True, True
     cfg.optimizer.grad_clip = 0.5
     ds = generated_ds_config(cfg, torch.bfloat16)
@@ -18,7 +18,7 @@ def test_generated_config_follows_fastdapo_config():
 
 
 def test_user_json_wins_and_conflicts_are_reported(tmp_path, caplog):
-    gen = generated_ds_config(Config(), torch.float32)
+    gen = generated_ds_config(load_config(None, ["distributed.zero_stage=2"]), torch.float32)
     user = tmp_path / "ds.json"
     user.write_text(json.dumps({"zero_optimization": {"stage": 1, "reduce_bucket_size": 1000}, "gradient_clipping": 1.0,
                                 "comms_logger": {"enabled": True}}))

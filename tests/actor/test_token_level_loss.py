@@ -2,13 +2,14 @@
 import pytest
 import torch
 
-from fastdapo.config import Config
-from fastdapo.toy.model import tiny_qwen2
-from fastdapo.runtime import distributed as D
-from fastdapo.actor.actor import Actor
+from fastdapo.actor.actor import Actor, UpdateStats
 from fastdapo.actor.ds_engine import build_ds_engine
-from fastdapo.packing.packed import Sequence
 from fastdapo.actor.policy import LossSettings, PolicyWithLoss
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.config import load_config
+from fastdapo.packing.packer import build_packer
+from fastdapo.runtime import distributed as D
+from fastdapo.toy.model import tiny_qwen2
 from kernels.reference import reference_dapo_loss
 
 VOCAB = 48
@@ -17,26 +18,26 @@ VOCAB = 48
 def make_sequences(seed=0, n=10):
     g = torch.Generator().manual_seed(seed)
     seqs = []
-    for i in range(n):
+    for _ in range(n):
         p_len, r_len = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g))
         ids = torch.randint(3, VOCAB, (p_len + r_len,), generator=g)
         mask = torch.zeros(p_len + r_len, dtype=torch.bool)
         mask[p_len - 1: p_len + r_len - 1] = True
         adv = torch.full((p_len + r_len,), float(torch.randn(1, generator=g)))
         old = -torch.rand(p_len + r_len, generator=g) * 6      # far from current log-probs: clipping active
-        seqs.append(Sequence(ids, mask, {"advantages": adv, "old_logprobs": old}))
+        seqs.append(Sequence(ids, mask, advantages=adv, old_logprobs=old))
     return seqs
 
 
 def actor_grads(seqs, max_tokens):
     D.init_distributed(torch.device("cpu"), "gloo")
     model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
-    cfg = Config()
+    cfg = load_config()
     cfg.distributed.zero_stage = 0
     engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu"))
-    actor = Actor(engine, max_tokens, torch.device("cpu"))
+    actor = Actor(engine, build_packer(max_tokens, model.config._attn_implementation, False), torch.device("cpu"))
     loss = actor.accumulate_gradients(seqs)
-    n_micro = len(actor._micro_batches(seqs))
+    n_micro = len(actor.micro_batches(seqs))
     return loss, {n: p.grad.clone() for n, p in model.named_parameters()}, n_micro
 
 
@@ -48,16 +49,17 @@ def reference_grads(seqs, per_micro=None):
         h = model.model(input_ids=s.input_ids[None], use_cache=False).last_hidden_state[0]
         hs.append(h)
         tg.append(torch.cat([s.input_ids[1:], torch.zeros(1, dtype=torch.long)]))
-        old.append(s.fields["old_logprobs"]); adv.append(s.fields["advantages"]); mask.append(s.loss_mask)
+        old.append(s.old_logprobs); adv.append(s.advantages); mask.append(s.loss_mask)
     w = model.lm_head.weight
     if per_micro is None:
-        loss, _ = reference_dapo_loss(torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask))
+        loss, _ = reference_dapo_loss(torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask),
+                                      dual_clip=None)  # as LossSettings below
     else:  # mean per chunk of sequences, then averaged: the known peer bug
         losses = []
         for i in range(0, len(seqs), per_micro):
             sl = slice(i, i + per_micro)
             l, _ = reference_dapo_loss(torch.cat(hs[sl]), w, torch.cat(tg[sl]), torch.cat(old[sl]), torch.cat(adv[sl]),
-                                       torch.cat(mask[sl]))
+                                       torch.cat(mask[sl]), dual_clip=None)
             losses.append(l)
         loss = torch.stack(losses).mean()
     loss.backward()
@@ -93,17 +95,17 @@ def test_on_policy_update_equals_explicit_old_logprob_pass():
     for explicit in (True, False):
         seqs = make_sequences(seed=2)
         for s in seqs:
-            del s.fields["old_logprobs"]
+            s.old_logprobs = None
         model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
-        cfg = Config()
+        cfg = load_config()
         cfg.distributed.zero_stage = 0
         engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
                                  torch.device("cpu"))
-        actor = Actor(engine, 24, torch.device("cpu"))
+        actor = Actor(engine, build_packer(24, "sdpa", False), torch.device("cpu"))
         if explicit:
             old, _ = actor.score(seqs)
             for s, lp in zip(seqs, old):
-                s.fields["old_logprobs"] = lp
+                s.old_logprobs = lp
         actor.accumulate_gradients(seqs)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert rel_err(grads[1], grads[0]) <= 1e-5 and sum(float(g.abs().sum()) for g in grads[0].values()) > 0
@@ -121,16 +123,15 @@ def make_grouped_sequences(seed=4, groups=4, g_size=3):
             ids = torch.cat([prompt, torch.randint(3, VOCAB, (r,), generator=g)])
             mask = torch.zeros(p + r, dtype=torch.bool)
             mask[p - 1: p + r - 1] = True
-            seqs.append(Sequence(ids, mask, {"advantages": torch.full((p + r,), float(torch.randn(1, generator=g))),
-                                             "old_logprobs": -torch.rand(p + r, generator=g) * 6},
-                                 prompt_len=p, group=gid))
+            seqs.append(Sequence(ids, mask, advantages=torch.full((p + r,), float(torch.randn(1, generator=g))),
+                                 old_logprobs=-torch.rand(p + r, generator=g) * 6, prompt_len=p, group=gid))
     return seqs
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "packed_sdpa"])
 def test_shared_prompt_actor_equals_unshared_reference(attn):
     """Prompts shared inside the real DeepSpeed actor: same loss, gradient and old log-probs."""
-    from fastdapo.packing.attention import register_packed_sdpa
+    from fastdapo.packing.attention import register_attention
 
     D.init_distributed(torch.device("cpu"), "gloo")
     seqs = make_grouped_sequences()
@@ -138,17 +139,19 @@ def test_shared_prompt_actor_equals_unshared_reference(attn):
     for max_tokens, share in ((10_000, True), (20, True), (20, False)):
         model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
         if attn == "packed_sdpa":
-            model.set_attn_implementation(register_packed_sdpa())
-        cfg = Config()
+            model.set_attn_implementation(register_attention())
+        cfg = load_config()
         cfg.distributed.zero_stage = 0
         engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
                                  torch.device("cpu"))
-        actor = Actor(engine, max_tokens, torch.device("cpu"), share_prompts=share)
+        actor = Actor(engine, build_packer(max_tokens, model.config._attn_implementation, share), torch.device("cpu"))
         old, _ = actor.score(seqs)
-        loss = actor.accumulate_gradients(seqs)
-        mbs = actor._micro_batches(seqs)
+        stats = UpdateStats()
+        loss = actor.accumulate_gradients(seqs, stats)
+        mbs = actor.micro_batches(seqs)
         assert all((mb.pred_index is not None) == share for mb in mbs)
-        assert (actor.last_shared_saving > 0.1) if share else actor.last_shared_saving == 0.0
+        saving = stats.summary()["packing/shared_prompt_saving"]
+        assert (saving > 0.1) if share else saving == 0.0
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         assert rel_err(grads, ref) <= 1e-5 and loss == pytest.approx(ref_loss, rel=1e-5)
         if max_tokens == 20:

@@ -24,7 +24,8 @@ def fake_rollout(pattern):
         groups = []
         for p in prompts:
             accs = pattern(p.uid)
-            gens = [Generation(0, p.prompt_ids, [5, 6, 7][: 1 + k % 3], "x", truncated=(k == 0)) for k in range(len(accs))]
+            gens = [Generation(0, p.prompt_ids, [5, 6, 7][: 1 + k % 3], "x", truncated=(k == 0))
+                    for k in range(len(accs))]
             groups.append(Group(prompt=p, generations=gens, scores=[1.0 if a else -1.0 for a in accs], accs=accs))
         return groups
     return run
@@ -89,11 +90,12 @@ def test_minibatch_plan_partitions_groups_identically_for_same_rng():
 
 def test_build_sequences_masks_response_and_applies_overlong_filtering():
     p = PromptRecord("p", [1, 2, 3], "0", uid=9)
-    gens = [Generation(0, [1, 2, 3], [4, 5], "a", truncated=False), Generation(0, [1, 2, 3], [6, 7], "b", truncated=True)]
+    gens = [Generation(0, [1, 2, 3], [4, 5], "a", truncated=False),
+            Generation(0, [1, 2, 3], [6, 7], "b", truncated=True)]
     grp = Group(prompt=p, generations=gens, scores=[1.0, -1.0], accs=[True, False])
     seqs, uids = build_sequences([grp], overlong_filtering=False)
     assert uids == [9, 9]
     assert seqs[0].loss_mask.tolist() == [False, False, True, True, False]   # predicts tokens 4 and 5
-    assert seqs[0].fields["advantages"][0] > 0 > seqs[1].fields["advantages"][0]
+    assert seqs[0].advantages[0] > 0 > seqs[1].advantages[0]
     filtered, _ = build_sequences([grp], overlong_filtering=True)
     assert filtered[0].loss_mask.sum() == 2 and filtered[1].loss_mask.sum() == 0   # truncated one is masked

@@ -3,13 +3,15 @@ import json
 import logging
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from fastdapo.actor.nonfinite import NonFiniteCounter
 from fastdapo.checkpoint import store as C
+from fastdapo.checkpoint.checkpointer import Checkpointer
+from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG, capture_rng, restore_rng
 
 VOCAB = 48
 
@@ -68,7 +70,7 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
     for s in (1, 2, 3, 4):
         fake_checkpoint(root, s)
     (root / C.step_dir_name(1) / C.MANIFEST).unlink()          # damaged and old: garbage
-    ck = C.Checkpointer.__new__(C.Checkpointer)
+    ck = Checkpointer.__new__(Checkpointer)
     ck.root, ck.keep_last = root, 2
     ck.prune()
     assert [s for s, _ in C.list_checkpoints(root)] == [3, 4]
@@ -76,7 +78,7 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
 
 def test_resume_never_refuses_to_mix_with_an_earlier_run(tmp_path):
     fake_checkpoint(tmp_path / "checkpoints", 5)
-    ck = C.Checkpointer.__new__(C.Checkpointer)
+    ck = Checkpointer.__new__(Checkpointer)
     ck.root = tmp_path / "checkpoints"
     with pytest.raises(RuntimeError, match="--resume auto"):
         ck.candidates("never")
@@ -87,10 +89,10 @@ def test_resume_never_refuses_to_mix_with_an_earlier_run(tmp_path):
 def test_rng_state_roundtrips_through_a_weights_only_file(tmp_path):
     random.seed(1); np.random.seed(2); torch.manual_seed(3)
     np.random.randn()  # leave a cached Gaussian in NumPy's state
-    torch.save({"rng": C.capture_rng()}, tmp_path / "s.pt")
+    torch.save({"rng": capture_rng()}, tmp_path / "s.pt")
     expected = (random.random(), float(np.random.randn()), torch.rand(3), torch.multinomial(torch.ones(10), 5))
     random.seed(9); np.random.seed(9); torch.manual_seed(9)
-    C.restore_rng(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
+    restore_rng(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     got = (random.random(), float(np.random.randn()), torch.rand(3), torch.multinomial(torch.ones(10), 5))
     assert got[:2] == expected[:2]
     assert torch.equal(got[2], expected[2]) and torch.equal(got[3], expected[3])
@@ -99,14 +101,14 @@ def test_rng_state_roundtrips_through_a_weights_only_file(tmp_path):
 # --- real DeepSpeed engines: save, export, reload --------------------------------------------------------
 
 def _engine(stage: int, grad_clip: float = 1.0):
-    from fastdapo.config import Config
-    from fastdapo.toy.model import tiny_qwen2
-    from fastdapo.runtime import distributed as D
     from fastdapo.actor.ds_engine import build_ds_engine
     from fastdapo.actor.policy import LossSettings, PolicyWithLoss
+    from fastdapo.config import load_config
+    from fastdapo.runtime import distributed as D
+    from fastdapo.toy.model import tiny_qwen2
 
     D.init_distributed(torch.device("cpu"), "gloo")
-    cfg = Config()
+    cfg = load_config()
     cfg.distributed.zero_stage = stage
     cfg.optimizer.grad_clip = grad_clip
     cfg.optimizer.lr = 1e-2
@@ -146,9 +148,7 @@ def test_export_gives_the_trained_logits(tmp_path, stage):
         _train_step(engine, ids)
     with _gathered(engine), torch.no_grad():
         trained = model(input_ids=ids).logits.clone()
-    stream = SimpleNamespace(state_dict=lambda: {"epoch": 0, "position": 0})
-    ck = C.Checkpointer(tmp_path / "run", cfg, engine, model.config, _tokenizer(), stream=stream,
-                        shuffle_rng=random.Random(0), actor=SimpleNamespace(nonfinite_in_a_row=0))
+    ck = Checkpointer(tmp_path / "run", cfg, engine, {"rng": GlobalRNG()}, HFAssets(model.config, _tokenizer()))
     saved = ck.save(2)
     assert C.problem(saved) is None and C.read_manifest(saved)["zero_stage"] == stage
 
@@ -169,24 +169,25 @@ def test_resume_restores_engine_and_trainer_state(tmp_path):
 
     def setup():
         cfg, model, engine = _engine(2)
-        stream, shuffle = PromptStream(records, seed=0), random.Random(0)
-        actor = SimpleNamespace(nonfinite_in_a_row=0)
-        return cfg, model, engine, C.Checkpointer(tmp_path, cfg, engine, model.config, _tokenizer(), stream=stream,
-                                                  shuffle_rng=shuffle, actor=actor)
+        parts = {"stream": PromptStream(records, seed=0), "shuffle_rng": ShuffleRNG(random.Random(0)),
+                 "nonfinite": NonFiniteCounter(), "rng": GlobalRNG()}
+        return cfg, model, engine, Checkpointer(tmp_path, cfg, engine, parts, HFAssets(model.config, _tokenizer()))
 
     cfg, model, engine, ck = setup()
     _train_step(engine, ids)
-    ck.stream.next(3); ck.shuffle_rng.random(); ck.actor.nonfinite_in_a_row = 2
+    c = ck.components
+    c["stream"].next(3); c["shuffle_rng"].rng.random(); c["nonfinite"].in_a_row = 2
     ck.save(1)
-    expected = (ck.stream.next(2), ck.shuffle_rng.random(), torch.rand(2))
+    expected = (c["stream"].next(2), c["shuffle_rng"].rng.random(), torch.rand(2))
     _train_step(engine, ids)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
 
     torch.manual_seed(123)
     cfg, model, engine, ck2 = setup()
     assert ck2.resume("auto") == 1 and ck2.last_saved == 1
-    assert ck2.actor.nonfinite_in_a_row == 2
-    assert (ck2.stream.next(2), ck2.shuffle_rng.random()) == expected[:2]
+    c2 = ck2.components
+    assert c2["nonfinite"].in_a_row == 2
+    assert (c2["stream"].next(2), c2["shuffle_rng"].rng.random()) == expected[:2]
     assert torch.equal(torch.rand(2), expected[2])
     _train_step(engine, ids)   # the optimizer state came back too: the next step lands on the same weights
     for k, v in model.state_dict().items():
@@ -245,3 +246,18 @@ def test_large_exports_are_sharded_with_an_index(tmp_path, monkeypatch):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_format_1_trainer_state_loads_into_the_components():
+    """Checkpoints written before the components had their own entries still resume."""
+    from fastdapo.checkpoint.checkpointer import _upgrade
+
+    rng = random.Random(5)
+    version, internal, gauss = rng.getstate()
+    old = {"format": 1, "step": 3, "stream": {"epoch": 1, "position": 2}, "rng": capture_rng(),
+           "shuffle_rng": (version, list(internal), gauss), "nonfinite_in_a_row": 2}
+    parts = _upgrade(old)["components"]
+    shuffle, counter = ShuffleRNG(random.Random(0)), NonFiniteCounter()
+    shuffle.load_state_dict(parts["shuffle_rng"])
+    counter.load_state_dict(parts["nonfinite"])
+    assert shuffle.rng.random() == rng.random() and counter.in_a_row == 2 and parts["stream"] == old["stream"]

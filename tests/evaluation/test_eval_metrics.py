@@ -2,7 +2,10 @@
 import pytest
 
 from fastdapo.evaluation.metrics import (
-    SampleResult, compute_metrics, majority_vote, pass_at_k_estimate,
+    SampleResult,
+    compute_metrics,
+    majority_vote,
+    pass_at_k_estimate,
 )
 
 
@@ -30,7 +33,8 @@ def test_avg_pass_maj():
 
 def test_majority_vote_uses_normalized_answers_and_skips_empty():
     # "1/2" written two ways with different spacing counts as one answer
-    assert majority_vote(["\\frac{1}{2}", "\\frac{1}{ 2}", "3", ""], [True, True, False, False]) == ("\\frac{1}{2}", True)
+    votes = ["\\frac{1}{2}", "\\frac{1}{ 2}", "3", ""]
+    assert majority_vote(votes, [True, True, False, False]) == ("\\frac{1}{2}", True)
     # empty predictions do not vote
     assert majority_vote(["", "", "", "7"], [False, False, False, True]) == ("7", True)
     assert majority_vote(["", ""], [False, False]) == ("", False)

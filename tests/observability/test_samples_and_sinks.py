@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from fastdapo.algorithm.dynamic_sampling import Group
-from fastdapo.config import Config
+from fastdapo.config import load_config
 from fastdapo.data.records import PromptRecord
 from fastdapo.observability.runlog import RunLog
 from fastdapo.observability.samples import SampleLog
@@ -37,7 +37,7 @@ def test_samples_every_k_steps_and_truncated_on_resume(tmp_path):
 
 
 def test_off_by_default_and_zero_disables_samples(tmp_path):
-    cfg = Config()
+    cfg = load_config()
     assert not cfg.run.tensorboard and not cfg.run.wandb and build_sinks(cfg, tmp_path) == []
     SampleLog(tmp_path, every=0).write(10, [group(0)])
     assert not (tmp_path / "samples.jsonl").exists()
@@ -45,7 +45,7 @@ def test_off_by_default_and_zero_disables_samples(tmp_path):
 
 def test_runlog_fresh_start_clears_and_resume_cuts_back(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(6)))
-    cfg = Config()
+    cfg = load_config()
     RunLog(tmp_path, cfg).start(resumed_step=3)
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
     RunLog(tmp_path, cfg).start(resumed_step=None)
@@ -62,7 +62,7 @@ def test_missing_package_gives_an_install_hint(tmp_path, monkeypatch, flag, pack
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tracking)
-    cfg = Config()
+    cfg = load_config()
     setattr(cfg.run, flag, True)
     with pytest.raises(RuntimeError, match=rf"run.{flag}=true needs the {package} package: pip install '{package}'"):
         build_sinks(cfg, tmp_path)
@@ -71,9 +71,10 @@ def test_missing_package_gives_an_install_hint(tmp_path, monkeypatch, flag, pack
 def test_sinks_receive_metrics_and_samples(tmp_path, monkeypatch):
     seen = []
     fake = SimpleNamespace(metrics=lambda step, m: seen.append(("m", step, m.get("loss"))),
-                           samples=lambda step, rows: seen.append(("s", step, len(rows))), close=lambda: seen.append("c"))
+                           samples=lambda step, rows: seen.append(("s", step, len(rows))),
+                           close=lambda: seen.append("c"))
     monkeypatch.setattr("fastdapo.observability.runlog.build_sinks", lambda cfg, run_dir: [fake])
-    cfg = Config()
+    cfg = load_config()
     cfg.run.log_samples_every = 1
     log = RunLog(tmp_path, cfg).start(None)
     log.metrics({"step": 1, "loss": 0.5})

@@ -2,18 +2,19 @@
 import torch
 from transformers import AutoModelForCausalLM
 
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.attention import register_attention
+from fastdapo.packing.packed import backbone_kwargs, make_micro_batches
 from fastdapo.toy.model import tiny_qwen2
-from fastdapo.packing.attention import register_packed_sdpa
-from fastdapo.packing.packed import Sequence, backbone_kwargs, make_micro_batches
 
 
 def test_packed_rows_isolated_and_generation_unchanged(tmp_path):
     base = tiny_qwen2(64, 32, 2, 4, seed=1).eval()
     base.save_pretrained(tmp_path)
-    packed = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=register_packed_sdpa()).eval()
+    packed = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=register_attention()).eval()
     g = torch.Generator().manual_seed(0)
-    seqs = [Sequence(torch.randint(3, 60, (n,), generator=g), torch.ones(n, dtype=torch.bool), {}) for n in (5, 9, 3, 7)]
-    mb = make_micro_batches(seqs, 1000, attn_impl="sdpa_varlen")[0]
+    seqs = [Sequence(torch.randint(3, 60, (n,), generator=g), torch.ones(n, dtype=torch.bool)) for n in (5, 9, 3, 7)]
+    mb = make_micro_batches(seqs, 1000, attn_impl="packed_sdpa")[0]
     kwargs = backbone_kwargs(mb)
     assert kwargs.get("attention_mask") is None            # no [T, T] mask is built
     h = packed.model(**kwargs).last_hidden_state[0]

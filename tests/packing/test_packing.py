@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.packed import (
     MicroBatch,
-    Sequence,
     backbone_kwargs,
     block_causal_mask,
     make_micro_batches,
@@ -44,7 +44,7 @@ def make_seqs(lengths=LENGTHS, seed=1):
         mask = torch.rand(n, generator=g) < 0.7
         seqs.append(Sequence(
             input_ids=ids, loss_mask=mask,
-            fields={"advantages": torch.randn(n, generator=g), "old_logprobs": -torch.rand(n, generator=g)},
+            advantages=torch.randn(n, generator=g), old_logprobs=-torch.rand(n, generator=g),
         ))
     return seqs
 
@@ -93,8 +93,8 @@ def test_layout_targets_masks_fields():
             assert torch.equal(mb.position_ids[0, lo:hi], torch.arange(hi - lo))
             assert torch.equal(mb.targets[lo:hi - 1], s.input_ids[1:]) and mb.targets[hi - 1] == 0
             assert torch.equal(mb.loss_mask[lo:hi - 1], s.loss_mask[:-1]) and not mb.loss_mask[hi - 1]
-            for k, v in s.fields.items():
-                assert torch.equal(mb.fields[k][lo:hi], v)
+            assert torch.equal(mb.advantages[lo:hi], s.advantages)
+            assert torch.equal(mb.old_logprobs[lo:hi], s.old_logprobs)
 
 
 def test_block_causal_mask():
@@ -113,12 +113,12 @@ def test_unpack_scatter_back_roundtrip():
     seqs = make_seqs()
     for builder in (make_micro_batches, make_padded_micro_batches):
         mbs = builder(seqs, max_tokens=35)
-        per_mb = [mb.fields["advantages"] for mb in mbs]
+        per_mb = [mb.advantages for mb in mbs]
         back = scatter_back(mbs, per_mb, len(seqs))
         for s, v in zip(seqs, back):
-            assert torch.equal(s.fields["advantages"], v)
+            assert torch.equal(s.advantages, v)
         for mb in mbs:
-            parts = unpack(mb, mb.fields["old_logprobs"])
+            parts = unpack(mb, mb.old_logprobs)
             assert [p.numel() for p in parts] == [len(seqs[i]) for i in mb.seq_index]
     with pytest.raises(ValueError):
         scatter_back(mbs[:1], per_mb[:1], len(seqs))
@@ -171,7 +171,7 @@ def test_forced_count_above_sequences_gives_dummy_micro_batches(model):
     assert len(dummies) == 2
     for mb in dummies:
         assert mb.num_tokens == 0 and mb.input_ids.shape == (1, 1) and not mb.loss_mask.any()
-        assert set(mb.fields) == {"advantages", "old_logprobs"}
+        assert mb.advantages.shape == mb.old_logprobs.shape == (1,)
         with torch.no_grad():
             assert torch.isfinite(mb_logprobs(model, mb)).all()
     assert padding_fraction(mbs) == pytest.approx(2 / 12)
@@ -183,7 +183,7 @@ def test_empty_input():
 
 
 def test_validation():
-    s = Sequence(input_ids=torch.arange(4), loss_mask=torch.ones(3, dtype=torch.bool), fields={})
+    s = Sequence(input_ids=torch.arange(4), loss_mask=torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError):
         make_micro_batches([s], max_tokens=8)
     with pytest.raises(ValueError):
@@ -313,9 +313,9 @@ def test_flash_kwargs_isolate_under_sdpa_via_position_ids(model):
 
 @pytest.fixture(scope="module")
 def varlen_model():
-    from fastdapo.packing.attention import register_varlen_sdpa
+    from fastdapo.packing.attention import register_attention
 
-    name = register_varlen_sdpa()
+    name = register_attention()
     m = tiny_qwen2()
     m.set_attn_implementation(name)
     assert m.config._attn_implementation == name
@@ -325,7 +325,7 @@ def varlen_model():
 @pytest.mark.parametrize("pad", [None, 16])
 def test_varlen_sdpa_matches_unpacked(varlen_model, model, pad):
     seqs = make_seqs()
-    mbs = make_micro_batches(seqs, max_tokens=40, attn_impl="sdpa_varlen", pad_to_multiple_of=pad)
+    mbs = make_micro_batches(seqs, max_tokens=40, attn_impl="packed_sdpa", pad_to_multiple_of=pad)
     with torch.no_grad():
         got = scatter_back(mbs, [mb_logprobs(varlen_model, mb) for mb in mbs], len(seqs))
         for s, lp in zip(seqs, got):
@@ -334,7 +334,7 @@ def test_varlen_sdpa_matches_unpacked(varlen_model, model, pad):
 
 def test_varlen_sdpa_gradients(varlen_model, model):
     seqs = make_seqs()
-    mbs = make_micro_batches(seqs, max_tokens=40, attn_impl="sdpa_varlen")
+    mbs = make_micro_batches(seqs, max_tokens=40, attn_impl="packed_sdpa")
     varlen_model.zero_grad()
     for mb in mbs:
         mb_logprobs(varlen_model, mb)[mb.loss_mask].sum().backward()

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from fastdapo.packing.packed import Sequence, backbone_kwargs, make_micro_batches, scatter_back, unpack
-from fastdapo.packing.shared_prompt import (can_share, make_bundles, make_shared_micro_batches,
-                                             num_shared_micro_batches_needed)
-
+from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.packed import backbone_kwargs, make_micro_batches, scatter_back, unpack
+from fastdapo.packing.packer import PackStats, PlainPacker, SharedPromptPacker, build_packer
+from fastdapo.packing.shared_prompt import make_bundles, make_shared_micro_batches
 from tests.packing.test_packing import VOCAB, alone_logprobs, shifted_targets, tiny_qwen2
 
 # (prompt length, response lengths) per group; responses of very different lengths, one of length 1
@@ -22,8 +22,7 @@ def make_group_seqs(groups=GROUPS, seed=3):
             mask = torch.zeros(p + r, dtype=torch.bool)
             mask[p - 1:p + r - 1] = torch.rand(r, generator=g) < 0.8
             seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=gid,
-                                 fields={"advantages": torch.full((p + r,), adv),
-                                         "old_logprobs": -torch.rand(p + r, generator=g)}))
+                                 advantages=torch.full((p + r,), adv), old_logprobs=-torch.rand(p + r, generator=g)))
     return seqs
 
 
@@ -35,13 +34,13 @@ def slot_logprobs(model, mb):
 
 @pytest.fixture(scope="module")
 def shared_models():
-    from fastdapo.packing.attention import register_packed_sdpa
+    from fastdapo.packing.attention import register_attention
 
-    name = register_packed_sdpa()
+    name = register_attention()
     out = {impl: tiny_qwen2(impl) for impl in ("sdpa", "eager")}
     m = tiny_qwen2()
     m.set_attn_implementation(name)
-    out["sdpa_varlen"] = m
+    out["packed_sdpa"] = m
     return out
 
 
@@ -73,7 +72,7 @@ def test_budget_splits_a_group_into_bundles_and_balances():
     bundles = make_bundles(seqs, max_tokens=20)
     assert [len(b) for b in bundles] == [20, 12, 16, 19, 19]  # group 2 (prompt 11) is split in three
     assert sorted(i for b in bundles for i in b.seq_index) == list(range(len(seqs)))
-    assert num_shared_micro_batches_needed(seqs, 20) == 5
+    assert SharedPromptPacker(20).plan(seqs).count == 5
     mbs = make_shared_micro_batches(seqs, max_tokens=20, num_micro_batches=7)  # two empty padding micro-batches
     assert len(mbs) == 7 and sum(mb.num_tokens == 0 for mb in mbs) == 2
     assert all(mb.num_tokens <= 20 for mb in mbs)
@@ -94,8 +93,8 @@ def test_bad_inputs_are_named():
         make_bundles(seqs, 100)
     seqs = make_group_seqs()
     seqs[0].prompt_len = 0
-    assert not can_share(seqs, "sdpa") and can_share(make_group_seqs(), "sdpa")
-    assert not can_share(make_group_seqs(), "flash_attention_2")
+    with pytest.raises(ValueError, match="sequence 0: prompt_len 0"):
+        make_bundles(seqs, 100)
     with pytest.raises(ValueError, match="shared prompts need attn_impl"):
         make_shared_micro_batches(make_group_seqs(), 100, attn_impl="flash_attention_2")
 
@@ -103,7 +102,7 @@ def test_bad_inputs_are_named():
 # ------------------------------------------------------------------ numerics through a tiny Qwen2
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "eager", "sdpa_varlen"])
+@pytest.mark.parametrize("impl", ["sdpa", "eager", "packed_sdpa"])
 def test_shared_matches_unshared_logprobs(shared_models, impl):
     model, ref = shared_models[impl], shared_models["sdpa"]
     seqs = make_group_seqs()
@@ -117,7 +116,7 @@ def test_shared_matches_unshared_logprobs(shared_models, impl):
             assert bool((lp[:p - 1] == 0).all()) and float(lp[-1]) == 0.0
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "sdpa_varlen"])
+@pytest.mark.parametrize("impl", ["sdpa", "packed_sdpa"])
 def test_shared_matches_unshared_gradients(shared_models, impl):
     model, ref = shared_models[impl], shared_models["sdpa"]
     seqs = make_group_seqs()
@@ -138,7 +137,7 @@ def test_shared_matches_unshared_gradients(shared_models, impl):
 
 
 def test_perturbing_one_response_or_prompt_changes_only_its_own(shared_models):
-    model = shared_models["sdpa_varlen"]
+    model = shared_models["packed_sdpa"]
     seqs = make_group_seqs()
     [mb] = make_shared_micro_batches(seqs, max_tokens=1000)
     with torch.no_grad():
@@ -181,7 +180,8 @@ def test_response_cannot_see_a_sibling(shared_models):
     row = torch.cat([seqs[0].input_ids, seqs[1].input_ids[4:]])[None]
     with torch.no_grad():
         hidden = model.model(input_ids=row).last_hidden_state[0]
-        leaky = torch.log_softmax(model.lm_head(hidden[9:]), -1).gather(-1, shifted_targets(seqs[1].input_ids[4:])[:, None])
+        targets = shifted_targets(seqs[1].input_ids[4:])[:, None]
+        leaky = torch.log_softmax(model.lm_head(hidden[9:]), -1).gather(-1, targets)
         assert not torch.allclose(leaky[:-1, 0], alone_logprobs(model, seqs[1])[4:-1], atol=1e-3)
 
 
@@ -226,17 +226,17 @@ def test_strategy_choice_follows_padding_waste():
 
 def test_sliding_window_models_are_refused_not_silently_wrong():
     """The per-sequence SDPA has no sliding window: a bundle longer than the window must raise."""
-    from fastdapo.packing.attention import varlen_sdpa_attention_forward
+    from fastdapo.packing.attention import per_sequence_sdpa
 
     q = torch.randn(1, 2, 12, 8)
     bundles = [(0, 6, [6])]
     with pytest.raises(NotImplementedError, match="sliding-window"):
-        varlen_sdpa_attention_forward(None, q, q, q, None, sliding_window=4, shared_prompt_bundles=bundles)
-    out, _ = varlen_sdpa_attention_forward(None, q, q, q, None, sliding_window=64, shared_prompt_bundles=bundles)
+        per_sequence_sdpa(None, q, q, q, None, sliding_window=4, shared_prompt_bundles=bundles)
+    out, _ = per_sequence_sdpa(None, q, q, q, None, sliding_window=64, shared_prompt_bundles=bundles)
     assert out.shape == (1, 12, 2, 8)
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "sdpa_varlen"])
+@pytest.mark.parametrize("impl", ["sdpa", "packed_sdpa"])
 def test_edge_cases_one_token_prompt_filtered_response_and_extra_micro_batches(shared_models, impl):
     """prompt_len 1, a one-token response, a fully masked (overlong-filtered) response and more
     micro-batches than bundles: same masked log-prob sum and gradients as the sequences run alone."""
@@ -260,3 +260,24 @@ def test_edge_cases_one_token_prompt_filtered_response_and_extra_micro_batches(s
         torch.testing.assert_close(a.grad, b, atol=1e-5, rtol=1e-5)
     model.zero_grad()
     ref.zero_grad()
+
+
+def test_packer_is_chosen_from_the_attention_and_reports_per_step_totals():
+    """Shared prompts only where the attention can express a shared prefix; PackStats sums every call."""
+    assert isinstance(build_packer(64, "packed_sdpa", True), SharedPromptPacker)
+    assert isinstance(build_packer(64, "flash_attention_2", True), PlainPacker)
+    assert isinstance(build_packer(64, "sdpa", False), PlainPacker)
+    assert build_packer(64, "some_custom_attention", False).attn_impl == "sdpa"
+    seqs = make_group_seqs()
+    packer = build_packer(20, "sdpa", True)
+    plan = packer.plan(seqs)
+    stats = PackStats()
+    first = packer.pack(seqs[:4], packer.plan(seqs[:4]), packer.plan(seqs[:4]).count)
+    stats.add(seqs[:4], first)
+    mbs = packer.pack(seqs, plan, plan.count + 2)  # more micro-batches agreed with other ranks
+    stats.add(seqs, mbs)
+    assert len(mbs) == plan.count + 2 and sorted(i for mb in mbs for i in mb.seq_index) == list(range(len(seqs)))
+    real = sum(mb.num_tokens for mb in first + mbs)
+    assert stats.real == real and stats.plain == sum(len(s) for s in seqs[:4] + seqs)
+    assert stats.metrics(stats.slots, stats.real, stats.plain)["packing/shared_prompt_saving"] == \
+        pytest.approx(1 - real / stats.plain)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 TINY = {
-    "model.toy_hidden_size": 32, "model.toy_layers": 1, "model.toy_heads": 2, "model.toy_sft_steps": 30,
-    "data.toy_eval_size": 16, "rollout.n": 4, "rollout.max_response_length": 12, "rollout.eval_n": 1,
+    "toy.hidden_size": 32, "toy.layers": 1, "toy.heads": 2, "toy.sft_steps": 30,
+    "toy.eval_size": 16, "rollout.n": 4, "rollout.max_response_length": 12, "rollout.eval_n": 1,
     "algorithm.overlong_buffer_len": 4, "algorithm.train_batch_size": 4, "algorithm.gen_batch_size": 4,
     "algorithm.mini_batch_size": 2, "algorithm.dynamic_sampling": "false", "algorithm.max_tokens_per_micro_batch": 64,
     "rollout.seed_per_prompt": "true", "run.steps": 3, "run.progress": "false", "run.save_every": 3,
@@ -27,7 +27,7 @@ def free_port():
 
 
 def args(out: Path, cache: Path, **extra):
-    opts = {**TINY, "model.cache_dir": str(cache), "run.output_dir": str(out), **extra}
+    opts = {**TINY, "toy.cache_dir": str(cache), "run.output_dir": str(out), **extra}
     return [a for k, v in opts.items() for a in ("--set", f"{k}={v}")]
 
 
@@ -98,7 +98,8 @@ def test_simulated_two_node_run(single):
     out, port = root / "two-node", free_port()
     common = ["--nnodes", "2", "--num-procs", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
     nodes = [subprocess.Popen([sys.executable, "-m", "fastdapo.cli", "launch", *common, "--node-rank", str(r),
-                               *args(out, cache)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+                               *args(out, cache)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
              for r in (0, 1)]
     logs = [p.communicate(timeout=400)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]

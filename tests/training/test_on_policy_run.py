@@ -6,8 +6,8 @@ import sys
 
 
 def test_single_update_per_step_skips_old_logprob_pass(tmp_path):
-    sets = {"model.toy_hidden_size": 32, "model.toy_layers": 1, "model.toy_heads": 2, "model.toy_sft_steps": 30,
-            "model.cache_dir": str(tmp_path / "cache"), "data.toy_eval_size": 8, "rollout.n": 4,
+    sets = {"toy.hidden_size": 32, "toy.layers": 1, "toy.heads": 2, "toy.sft_steps": 30,
+            "toy.cache_dir": str(tmp_path / "cache"), "toy.eval_size": 8, "rollout.n": 4,
             "rollout.max_response_length": 12, "rollout.eval_n": 1, "algorithm.overlong_buffer_len": 4,
             "algorithm.train_batch_size": 4, "algorithm.gen_batch_size": 4, "algorithm.mini_batch_size": 4,
             "algorithm.dynamic_sampling": "false", "run.steps": 2, "run.progress": "false", "run.save_every": 0,

@@ -20,8 +20,8 @@ TIMEOUT = 300
 
 
 def tiny_overrides(cache: Path, steps: int = STEPS, save_every: int = 1) -> list[str]:
-    sets = {"model.toy_sft_steps": 20, "model.toy_hidden_size": 32, "model.cache_dir": cache,
-            "data.toy_eval_size": 2, "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16,
+    sets = {"toy.sft_steps": 20, "toy.hidden_size": 32, "toy.cache_dir": cache,
+            "toy.eval_size": 2, "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16,
             "algorithm.overlong_buffer_len": 2, "algorithm.train_batch_size": 2, "algorithm.gen_batch_size": 2,
             "algorithm.mini_batch_size": 1, "algorithm.dynamic_sampling": "false", "run.steps": steps,
             "run.save_every": save_every, "run.keep_last": 10, "run.log_samples_every": 2, "run.progress": "false"}

@@ -1,0 +1,190 @@
+"""Saving and resuming a run: the DeepSpeed engine (model, optimizer, LR schedule) plus named
+components that save and load their own state (see :mod:`fastdapo.checkpoint.components`).
+
+Every call is collective: every rank saves and resumes. The layout, atomic write and damage checks
+are those of :mod:`fastdapo.checkpoint.store`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from fastdapo.checkpoint.components import HFAssets, Stateful
+from fastdapo.checkpoint.store import (
+    ENGINE_TAG,
+    FORMAT,
+    HF_DIR,
+    MANIFEST,
+    checkpoint_root,
+    fsync_dir,
+    fsync_tree,
+    is_checkpoint_dir,
+    list_checkpoints,
+    problem,
+    read_manifest,
+    remove_checkpoint,
+    state_file,
+    step_dir_name,
+    write_json_atomic,
+)
+from fastdapo.config import Config, save_config
+from fastdapo.runtime import distributed as D
+
+log = logging.getLogger(__name__)
+
+
+def _upgrade(state: dict) -> dict:
+    """Format 1 kept the components flat at the top level, under slightly different shapes."""
+    if int(state.get("format", 1)) >= 2:
+        return state
+    version, internal, gauss = state["shuffle_rng"]
+    return {**state, "components": {
+        "stream": state["stream"], "rng": state["rng"],
+        "shuffle_rng": {"version": version, "internal": list(internal), "gauss": gauss},
+        "nonfinite": {"nonfinite_in_a_row": state["nonfinite_in_a_row"]}}}
+
+
+class Checkpointer:
+    """One run's checkpoints. ``components``: name -> object with ``state_dict()`` / ``load_state_dict()``,
+    saved per rank; ``assets`` go into ``hf/`` for export."""
+
+    def __init__(self, run_dir: Path, cfg: Config, engine, components: dict[str, Stateful], assets: HFAssets):
+        self.root = Path(run_dir) / "checkpoints"
+        self.cfg = cfg
+        self.engine, self.components, self.assets = engine, components, assets
+        self.save_every, self.keep_last = cfg.run.save_every, max(1, cfg.run.keep_last)
+        self.last_saved: int | None = None
+        self.resumed_from: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.save_every > 0
+
+    def due(self, step: int) -> bool:
+        return self.enabled and step % self.save_every == 0
+
+    def snapshot(self, step: int) -> dict:
+        """Everything besides the engine that a resumed run needs to continue exactly from `step`."""
+        return {"format": FORMAT, "step": step, "rank": D.rank(), "world_size": D.world_size(),
+                "components": {name: c.state_dict() for name, c in self.components.items()}}
+
+    def save(self, step: int, state: dict | None = None) -> Path | None:
+        """Checkpoint the engine's current weights as step `step`; `state` (from `snapshot`) defaults
+        to the trainer state right now. A step already saved by this run is not written twice."""
+        if not self.enabled or step == self.last_saved:
+            return None
+        t0 = time.perf_counter()
+        name = step_dir_name(step)
+        final, tmp = self.root / name, self.root / f".tmp-{name}"
+        if D.is_main():
+            self.root.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.glob(".tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed while saving
+        D.barrier()
+        self.engine.save_checkpoint(str(tmp), tag=ENGINE_TAG, save_latest=False)
+        # Taken after the engine save, so the state saved is the state this run continues with.
+        torch.save(state if state is not None else self.snapshot(step), tmp / state_file(D.rank()))
+        D.barrier()
+        if D.is_main():
+            self._finish(tmp, final, step)
+        D.barrier()
+        self.last_saved = step
+        log.info("checkpoint %s (%.1fs)", final, time.perf_counter() - t0)
+        return final
+
+    def _finish(self, tmp: Path, final: Path, step: int) -> None:
+        self.assets.save(tmp / HF_DIR)
+        save_config(self.cfg, tmp / "config.yaml")
+        fsync_tree(tmp)
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        write_json_atomic(tmp / MANIFEST, {
+            "format": FORMAT, "step": step, "world_size": D.world_size(),
+            "zero_stage": self.engine.zero_optimization_stage(), "dtype": str(self.cfg.model.dtype),
+            "model_dtype": str(next(self.engine.module.parameters()).dtype).replace("torch.", ""),
+            "engine_tag": ENGINE_TAG, "created": time.time(), "files": files})
+        if final.exists():
+            remove_checkpoint(final)
+        os.replace(tmp, final)
+        fsync_dir(self.root)
+        self.prune()
+
+    def prune(self) -> None:
+        """Keep the newest `keep_last` complete checkpoints; drop older ones and damaged leftovers."""
+        found = list(reversed(list_checkpoints(self.root)))
+        complete = [(s, p) for s, p in found if problem(p) is None]
+        keep = {p for _, p in complete[: self.keep_last]}
+        newest_ok = complete[0][0] if complete else None
+        for s, p in found:
+            if p not in keep and (newest_ok is None or s < newest_ok or problem(p) is None):
+                log.info("removing old checkpoint %s", p)
+                remove_checkpoint(p)
+
+    # --- resume -------------------------------------------------------------------------------------
+
+    def candidates(self, mode: str) -> tuple[list[Path], bool]:
+        """(checkpoints to try, newest first; whether the first one was asked for explicitly)."""
+        if mode == "never":
+            existing = [p for _, p in list_checkpoints(self.root)]
+            if existing:
+                raise RuntimeError(
+                    f"run.resume=never, but {self.root} already holds {len(existing)} checkpoint(s) of an "
+                    "earlier run: resume it (--resume auto), or use another run.output_dir")
+            return [], False
+        if mode == "auto":
+            return [p for _, p in reversed(list_checkpoints(self.root))], False
+        path = Path(mode)
+        if is_checkpoint_dir(path):
+            return [path], True
+        root = checkpoint_root(path)
+        if root is None:
+            raise FileNotFoundError(f"run.resume={mode}: neither a checkpoint nor a run directory with checkpoints/")
+        return [p for _, p in reversed(list_checkpoints(root))], False
+
+    def resume(self, mode: str) -> int:
+        """Restore the newest usable checkpoint (see `candidates`); the step to continue after (0 = fresh)."""
+        paths, explicit = self.candidates(mode)
+        for path in paths:
+            why = problem(path)
+            ok = D.all_reduce([0.0 if why else 1.0], "min")[0] > 0  # every rank must agree
+            if not ok:
+                if explicit:
+                    raise RuntimeError(f"run.resume={mode}: checkpoint is unusable: {why or 'damaged on another rank'}")
+                log.warning("checkpoint %s is unusable (%s); trying the previous one", path, why or "another rank")
+                continue
+            step, err = self._load(path)
+            if D.all_reduce([0.0 if err else 1.0], "min")[0] > 0:
+                self.resumed_from, self.last_saved = path, step
+                log.info("resumed from %s (step %d)", path, step)
+                if step >= self.cfg.run.steps:
+                    log.info("the run already reached run.steps=%d; raise it to train further", self.cfg.run.steps)
+                return step
+            if explicit:
+                raise RuntimeError(f"run.resume={mode}: loading {path} failed: {err}")
+            log.warning("loading checkpoint %s failed (%s); trying the previous one", path, err or "another rank")
+        if paths:
+            log.warning("no usable checkpoint in %s; starting from scratch", self.root)
+        return 0
+
+    def _load(self, path: Path) -> tuple[int, str | None]:
+        try:
+            manifest = read_manifest(path)
+            if int(manifest["world_size"]) != D.world_size():
+                return 0, (f"saved by {manifest['world_size']} process(es), this run has {D.world_size()} "
+                           "(DeepSpeed ZeRO checkpoints need the same data-parallel size)")
+            loaded, _ = self.engine.load_checkpoint(str(path), tag=manifest.get("engine_tag", ENGINE_TAG))
+            if loaded is None:
+                return 0, "DeepSpeed could not load the engine state"
+            state = _upgrade(torch.load(path / state_file(D.rank()), map_location="cpu", weights_only=True))
+            missing = sorted(set(self.components) - set(state["components"]))
+            if missing:
+                return 0, f"no saved state for {', '.join(missing)}"
+        except Exception as e:  # a damaged file can fail in many ways; the caller falls back
+            return 0, f"{type(e).__name__}: {e}"
+        for name, component in self.components.items():
+            component.load_state_dict(state["components"][name])
+        return int(state["step"]), None
