@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import fused_linear_dapo_loss
-from kernels.reference import reference_dapo_loss
+from fastdapo_kernels import fused_linear_dapo_loss
+from fastdapo_kernels.reference import reference_dapo_loss
 
 from .kernel_shapes import Batch
 

@@ -47,7 +47,7 @@ class Batch:
 
 def make_batch(n, hdim, vocab, dtype, device, valid_frac=1.0, seed=0) -> Batch:
     """Random batch whose old log-probs sit near the current ones (a realistic clip fraction)."""
-    from kernels import linear_logprobs
+    from fastdapo_kernels import linear_logprobs
 
     gen = torch.Generator(device="cpu").manual_seed(seed)
     seq = min(SEQ_LEN, n)

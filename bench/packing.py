@@ -34,9 +34,8 @@ import torch
 
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.attention import register_attention
+from fastdapo.packing.layouts import MicroBatch
 from fastdapo.packing.packed import (
-    MicroBatch,
-    backbone_kwargs,
     make_micro_batches,
     make_padded_micro_batches,
     padding_fraction,
@@ -103,11 +102,8 @@ def _tiny_qwen2(hidden: int, layers: int, vocab: int, max_len: int):
 def _update_pass(model, mbs: list[MicroBatch]) -> None:
     model.zero_grad(set_to_none=True)
     for mb in mbs:
-        hidden = model.model(**backbone_kwargs(mb)).last_hidden_state
-        hidden = hidden.reshape(-1, hidden.shape[-1])
-        if mb.pred_index is not None:  # shared prompts: the rows predicting each response token
-            hidden = hidden.index_select(0, mb.pred_index)
-        hidden = hidden[mb.loss_mask]
+        hidden = model.model(**mb.backbone_kwargs()).last_hidden_state
+        hidden = mb.scored_hidden(hidden.reshape(-1, hidden.shape[-1]))[mb.loss_mask]
         logits = model.lm_head(hidden)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, mb.targets[mb.loss_mask][:, None])
         logp.sum().backward()

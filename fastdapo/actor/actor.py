@@ -13,7 +13,8 @@ import torch
 
 from fastdapo.actor.nonfinite import NonFiniteCounter
 from fastdapo.algorithm.sequences import Sequence
-from fastdapo.packing.packed import MicroBatch, scatter_back
+from fastdapo.packing.layouts import MicroBatch
+from fastdapo.packing.packed import scatter_back
 from fastdapo.packing.packer import Packer, PackStats
 from fastdapo.runtime import distributed as D
 
@@ -67,21 +68,6 @@ class Actor:
             stats.add(seqs, mbs)
         return mbs
 
-    def _to_device(self, mb):
-        d = self.device
-        mb.input_ids, mb.position_ids, mb.targets, mb.loss_mask = (
-            mb.input_ids.to(d), mb.position_ids.to(d), mb.targets.to(d), mb.loss_mask.to(d))
-        if mb.attention_mask is not None:
-            mb.attention_mask = mb.attention_mask.to(d)
-        mb.cu_seqlens = mb.cu_seqlens.to(d)
-        if mb.advantages is not None:
-            mb.advantages = mb.advantages.to(d)
-        if mb.old_logprobs is not None:
-            mb.old_logprobs = mb.old_logprobs.to(d)
-        if mb.pred_index is not None:
-            mb.pred_index = mb.pred_index.to(d)
-        return mb
-
     @torch.no_grad()
     def score(self, seqs: list[Sequence]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-sequence (log-probs, entropy) at the rollout temperature, aligned to predicting positions."""
@@ -89,7 +75,7 @@ class Actor:
         mbs = self.micro_batches(seqs)
         lps, ents = [], []
         for mb in mbs:
-            lp, ent = self.engine(self._to_device(mb), score_only=True)
+            lp, ent = self.engine(mb.to(self.device), score_only=True)
             lps.append(lp.float().cpu())
             ents.append(ent.float().cpu())
         self.engine.train()
@@ -124,7 +110,7 @@ class Actor:
         for k, mb in enumerate(mbs):
             last = k == len(mbs) - 1
             self.engine.set_gradient_accumulation_boundary(last)
-            loss, st = self.engine(self._to_device(mb), normalizer=norm_t)
+            loss, st = self.engine(mb.to(self.device), normalizer=norm_t)
             self.engine.backward(loss, scale_wrt_gas=False)
             if not last:
                 self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from fastdapo.config.schema import Config
-from fastdapo.packing.packed import MicroBatch, backbone_kwargs
-from kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo.packing.layouts import MicroBatch
+from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
 
 
 @dataclass
@@ -47,11 +47,8 @@ class PolicyWithLoss(nn.Module):
             pass
 
     def hidden(self, mb: MicroBatch) -> torch.Tensor:
-        out = self.backbone(**backbone_kwargs(mb, mask_dtype=self.lm_head.weight.dtype))
-        h = out.last_hidden_state
-        h = h.reshape(-1, h.shape[-1])
-        # shared-prompt layout: the rows that predict each scored slot (the last prompt row repeats)
-        return h if mb.pred_index is None else h.index_select(0, mb.pred_index)
+        h = self.backbone(**mb.backbone_kwargs(mask_dtype=self.lm_head.weight.dtype)).last_hidden_state
+        return mb.scored_hidden(h.reshape(-1, h.shape[-1]))
 
     def forward(self, mb: MicroBatch, normalizer: torch.Tensor | None = None, score_only: bool = False):
         s = self.settings

@@ -1,84 +1,31 @@
 """Sequence packing: many variable-length sequences per micro-batch row, no padding.
 
-A micro-batch is one row of ``T`` tokens holding several sequences back to back. Position ids restart
-at 0 for every sequence and attention is kept inside each sequence:
-
-* ``attn_impl="sdpa"``: a 4-D boolean block-diagonal causal mask ``[1, 1, T, T]`` (True = may attend),
-  which transformers passes unchanged to ``torch.nn.functional.scaled_dot_product_attention``.
-* ``attn_impl="eager"``: the same mask, turned into an additive float mask by :func:`backbone_kwargs`
-  (the eager attention adds the mask to the scores, so a boolean mask would be silently wrong).
-* ``attn_impl="flash_attention_2"`` / ``"flash_attention_3"``: no mask; the restarting position ids
-  plus precomputed ``cu_seq_lens_*`` / ``max_length_*`` select the flash-attention varlen kernel.
-* ``attn_impl="packed_sdpa"``: the same keyword arguments as flash, for a model switched to the
-  per-sequence SDPA attention of :mod:`fastdapo.packing.attention` (no ``T x T`` mask or FLOPs).
-
-All paths pass ``use_cache=False``: with a cache object present transformers does not treat restarting
-position ids as packed sequences.
-
-Per-token training data follow the "predicting position" convention: at position ``t`` the model
-predicts ``targets[t]`` = token ``t + 1`` of the same sequence; ``loss_mask[t]`` and the per-token
-fields (``advantages``, ``old_logprobs``) refer to that prediction. The last position of every sequence
-predicts nothing (target 0, mask False).
+Planning (:func:`plan_micro_batches`) assigns sequences to micro-batches under a token budget;
+:func:`make_micro_batches` lays each micro-batch out as a :class:`~fastdapo.packing.layouts.PackedBatch`:
+one row of ``T`` tokens, position ids restarting at 0 for every sequence, attention kept inside each
+sequence by a 4-D block-diagonal mask (``sdpa``, ``eager``) or by ``cu_seq_lens`` (``packed_sdpa``,
+flash-attention). :func:`make_padded_micro_batches` builds the padded baseline from the same plan.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from fastdapo.algorithm.sequences import Sequence
-from fastdapo.packing.attention import PACKED_SDPA
+from fastdapo.packing.layouts import ATTN_IMPLS, VARLEN_IMPLS, MicroBatch, PackedBatch, PaddedBatch
 from fastdapo.packing.partition import balanced_partition
 
 __all__ = [
-    "MicroBatch",
-    "ATTN_IMPLS",
     "make_micro_batches",
     "make_padded_micro_batches",
     "plan_micro_batches",
     "num_micro_batches_needed",
-    "unpack",
     "scatter_back",
-    "backbone_kwargs",
     "padding_fraction",
     "block_causal_mask",
 ]
-
-ATTN_IMPLS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", PACKED_SDPA)
-_VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", PACKED_SDPA)
-
-
-@dataclass
-class MicroBatch:
-    input_ids: torch.Tensor  # [1, T] packed; [B, Lmax] padded baseline
-    position_ids: torch.Tensor  # [1, T], restarting at 0 for every sequence; [B, Lmax] padded
-    attention_mask: torch.Tensor | None  # [1, 1, T, T] bool block-diagonal causal, or None (flash varlen);
-    #                                      [B, Lmax] bool padding mask for the padded baseline
-    cu_seqlens: torch.Tensor  # [S+1] int32 cumulative lengths of the real sequences (shared-prompt layout:
-    #                           of the prompt bundles; per-sequence data then go through slot_map)
-    targets: torch.Tensor  # [T] int64 (0 at each sequence's last position and on padding)
-    loss_mask: torch.Tensor  # [T] bool
-    seq_index: list[int]  # input sequences held here, in layout order
-    num_tokens: int  # real tokens, padding excluded
-    attn_impl: str = "sdpa"
-    advantages: torch.Tensor | None = None  # [T] float32, on the same positions as loss_mask
-    old_logprobs: torch.Tensor | None = None  # [T] float32; None: on-policy (ratio 1)
-    row_length: int | None = None  # padded baseline: Lmax (rows of the flattened [B*Lmax] layout); None = packed
-    # Shared-prompt layout only (fastdapo.packing.shared_prompt): per-token data live on M "slots"
-    # instead of the T row positions; slot k is predicted by the hidden state at row position pred_index[k].
-    pred_index: torch.Tensor | None = None  # [M] int64
-    slot_map: list[tuple[int, int, int, int]] | None = None  # per held sequence: (slot, seq offset, count, seq len)
-    bundles: list[tuple[int, int, list[int]]] | None = None  # per prompt bundle: (row start, prompt len, response lens)
-
-    @property
-    def seq_lens(self) -> list[int]:
-        return self.cu_seqlens.diff().tolist()
-
-    @property
-    def is_padded(self) -> bool:
-        return self.row_length is not None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -194,7 +141,7 @@ def _shifted(s: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multiple_of: int | None,
-          pad_token_id: int, dtypes: dict[str, torch.dtype], device: torch.device) -> MicroBatch:
+          pad_token_id: int, dtypes: dict[str, torch.dtype], device: torch.device) -> PackedBatch:
     chosen = [seqs[i] for i in index]
     lens = [len(s) for s in chosen]
     n_real = sum(lens)
@@ -223,8 +170,8 @@ def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multipl
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32, device=device)
     if lens:
         cu[1:] = torch.tensor(lens, device=device).cumsum(0)
-    mask = None if attn_impl in _VARLEN_IMPLS else block_causal_mask(seg_ids)
-    return MicroBatch(
+    mask = None if attn_impl in VARLEN_IMPLS else block_causal_mask(seg_ids)
+    return PackedBatch(
         input_ids=input_ids[None], position_ids=position_ids[None], attention_mask=mask, cu_seqlens=cu,
         targets=targets, loss_mask=loss_mask, **fields, seq_index=list(index), num_tokens=n_real,
         attn_impl=attn_impl,
@@ -237,7 +184,7 @@ def _device(seqs: list[Sequence]) -> torch.device:
 
 def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
                        attn_impl: str = "sdpa", pad_to_multiple_of: int | None = None,
-                       pad_token_id: int = 0, plan: list[list[int]] | None = None) -> list[MicroBatch]:
+                       pad_token_id: int = 0, plan: list[list[int]] | None = None) -> list[PackedBatch]:
     """Pack ``seqs`` into micro-batches of at most ``max_tokens`` real tokens each.
 
     Count = max(smallest count that fits the budget (>= ceil(total / max_tokens)), ``num_micro_batches``).
@@ -259,7 +206,7 @@ def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batch
 
 def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
                               attn_impl: str = "sdpa", pad_token_id: int = 0,
-                              plan: list[list[int]] | None = None) -> list[MicroBatch]:
+                              plan: list[list[int]] | None = None) -> list[PaddedBatch]:
     """Baseline layout: the same sequence-to-micro-batch plan as :func:`make_micro_batches` (or ``plan``),
     but each micro-batch is a ``[B, Lmax]`` batch of right-padded rows with a 2-D padding mask.
     ``targets``, ``loss_mask`` and ``fields`` are flattened to ``[B * Lmax]``."""
@@ -291,7 +238,7 @@ def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
         if lens:
             cu[1:] = torch.tensor(lens, device=device).cumsum(0)
         position_ids = torch.arange(lmax, device=device).expand(b, lmax).contiguous()
-        out.append(MicroBatch(
+        out.append(PaddedBatch(
             input_ids=input_ids, position_ids=position_ids, attention_mask=attn, cu_seqlens=cu,
             targets=targets.reshape(-1), loss_mask=loss_mask.reshape(-1),
             **{k: v.reshape(-1) for k, v in fields.items()}, seq_index=list(index), num_tokens=sum(lens),
@@ -301,56 +248,7 @@ def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
 
 
 # ----------------------------------------------------------------------------------------------------------
-# model call and un-packing
-
-
-def backbone_kwargs(mb: MicroBatch, *, mask_dtype: torch.dtype = torch.float32) -> dict:
-    """Keyword arguments for ``model.model(**backbone_kwargs(mb))`` that keep the packed sequences apart.
-
-    ``mask_dtype`` is only used for ``attn_impl="eager"`` (additive mask: 0 where attended, dtype min
-    elsewhere)."""
-    kw = {"input_ids": mb.input_ids, "position_ids": mb.position_ids, "use_cache": False}
-    if mb.is_padded:
-        kw["attention_mask"] = mb.attention_mask
-        return kw
-    if mb.bundles is not None and mb.attn_impl == PACKED_SDPA:
-        from fastdapo.packing.shared_attention import SharedPromptLayout
-
-        kw["shared_prompt_bundles"] = SharedPromptLayout(mb.bundles)  # one gather plan for every layer
-        return kw
-    if mb.attn_impl in _VARLEN_IMPLS:
-        t = mb.input_ids.shape[1]
-        lens = mb.seq_lens
-        if sum(lens) < t:
-            lens = lens + [t - sum(lens)]  # trailing padding is its own segment
-        cu = torch.zeros(len(lens) + 1, dtype=torch.int32, device=mb.input_ids.device)
-        cu[1:] = torch.tensor(lens, dtype=torch.int32, device=cu.device).cumsum(0)
-        kw.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(lens), max_length_k=max(lens))
-        return kw
-    mask = mb.attention_mask
-    if mb.attn_impl == "eager":
-        mask = torch.zeros(mask.shape, dtype=mask_dtype, device=mask.device).masked_fill_(
-            ~mask, torch.finfo(mask_dtype).min)
-    kw["attention_mask"] = mask
-    return kw
-
-
-def unpack(mb: MicroBatch, values: torch.Tensor) -> list[torch.Tensor]:
-    """``[T, ...]`` per-token values of a micro-batch -> one ``[L_i, ...]`` tensor per held sequence, in
-    ``mb.seq_index`` order. Padded micro-batches take ``[B * Lmax, ...]`` (or ``[B, Lmax, ...]``)."""
-    if mb.slot_map is not None:  # shared prompts: slots -> predicting positions of each sequence, 0 elsewhere
-        out = []
-        for slot, off, count, length in mb.slot_map:
-            v = values.new_zeros((length, *values.shape[1:]))
-            v[off:off + count] = values[slot:slot + count]
-            out.append(v)
-        return out
-    lens = mb.seq_lens
-    if mb.is_padded:
-        flat = values.shape[0] == mb.targets.numel()
-        rows = values.reshape(-1, mb.row_length, *values.shape[1:]) if flat else values
-        return [rows[r, :n] for r, n in enumerate(lens)]
-    return list(values[:sum(lens)].split(lens)) if lens else []
+# un-packing
 
 
 def scatter_back(mbs: list[MicroBatch], per_mb_values: list[torch.Tensor], n_seqs: int) -> list[torch.Tensor]:
@@ -359,7 +257,7 @@ def scatter_back(mbs: list[MicroBatch], per_mb_values: list[torch.Tensor], n_seq
         raise ValueError(f"{len(mbs)} micro-batches but {len(per_mb_values)} value tensors")
     out: list[torch.Tensor | None] = [None] * n_seqs
     for mb, vals in zip(mbs, per_mb_values):
-        for i, v in zip(mb.seq_index, unpack(mb, vals)):
+        for i, v in zip(mb.seq_index, mb.unpack(vals)):
             if out[i] is not None:
                 raise ValueError(f"sequence {i} appears in more than one micro-batch")
             out[i] = v

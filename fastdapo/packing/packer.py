@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fastdapo.algorithm.sequences import Sequence
-from fastdapo.packing.packed import ATTN_IMPLS, MicroBatch, make_micro_batches, plan_micro_batches
+from fastdapo.packing.layouts import ATTN_IMPLS, MicroBatch
+from fastdapo.packing.packed import make_micro_batches, plan_micro_batches
 from fastdapo.packing.shared_prompt import SHARED_ATTN_IMPLS, Bundle, make_bundles, make_shared_micro_batches
 
 __all__ = ["PackPlan", "PackStats", "Packer", "PlainPacker", "SharedPromptPacker", "build_packer"]

@@ -25,7 +25,8 @@ import torch
 
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.attention import PACKED_SDPA
-from fastdapo.packing.packed import ATTN_IMPLS, MicroBatch, _device, _field_dtypes, _validate, plan_micro_batches
+from fastdapo.packing.layouts import ATTN_IMPLS, SharedPromptBatch
+from fastdapo.packing.packed import _device, _field_dtypes, _validate, plan_micro_batches
 
 __all__ = ["SHARED_ATTN_IMPLS", "Bundle", "make_bundles", "make_shared_micro_batches", "shared_prompt_mask"]
 
@@ -90,7 +91,7 @@ def shared_prompt_mask(bundle_ids: torch.Tensor, branch_ids: torch.Tensor) -> to
 
 
 def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, pad_token_id: int,
-                  dtypes: dict[str, torch.dtype], device: torch.device) -> MicroBatch:
+                  dtypes: dict[str, torch.dtype], device: torch.device) -> SharedPromptBatch:
     # index bookkeeping in plain Python, then one concatenation per tensor (hundreds of tiny ops otherwise)
     ids, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
     positions: list[int] = []
@@ -138,7 +139,7 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
                                 for _, p, rs in layout])
         mask = shared_prompt_mask(bundle_ids, branch_ids).to(device)
     cu = torch.tensor([0] + [len(b) for b in bundles], dtype=torch.int64).cumsum(0).to(torch.int32)
-    return MicroBatch(
+    return SharedPromptBatch(
         input_ids=torch.cat(ids).to(device)[None], position_ids=torch.tensor(positions, device=device)[None],
         attention_mask=mask, cu_seqlens=cu.to(device), targets=torch.cat(targets).to(device),
         loss_mask=torch.cat(masks).to(device=device, dtype=torch.bool),
@@ -150,7 +151,7 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
 def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
                               attn_impl: str = PACKED_SDPA, pad_token_id: int = 0,
                               bundles: list[Bundle] | None = None,
-                              plan: list[list[int]] | None = None) -> list[MicroBatch]:
+                              plan: list[list[int]] | None = None) -> list[SharedPromptBatch]:
     """Like :func:`fastdapo.packing.packed.make_micro_batches`, but the balanced units are prompt
     bundles (``make_bundles(seqs, max_tokens)`` unless given; ``plan`` indexes them) and every
     micro-batch uses the shared-prompt layout."""

@@ -4,7 +4,7 @@ from transformers import AutoModelForCausalLM
 
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.attention import register_attention
-from fastdapo.packing.packed import backbone_kwargs, make_micro_batches
+from fastdapo.packing.packed import make_micro_batches
 from fastdapo.toy.model import tiny_qwen2
 
 
@@ -15,7 +15,7 @@ def test_packed_rows_isolated_and_generation_unchanged(tmp_path):
     g = torch.Generator().manual_seed(0)
     seqs = [Sequence(torch.randint(3, 60, (n,), generator=g), torch.ones(n, dtype=torch.bool)) for n in (5, 9, 3, 7)]
     mb = make_micro_batches(seqs, 1000, attn_impl="packed_sdpa")[0]
-    kwargs = backbone_kwargs(mb)
+    kwargs = mb.backbone_kwargs()
     assert kwargs.get("attention_mask") is None            # no [T, T] mask is built
     h = packed.model(**kwargs).last_hidden_state[0]
     ref = torch.cat([base.model(input_ids=seqs[i].input_ids[None], use_cache=False).last_hidden_state[0]

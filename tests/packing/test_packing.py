@@ -6,9 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastdapo.algorithm.sequences import Sequence
+from fastdapo.packing.layouts import MicroBatch
 from fastdapo.packing.packed import (
-    MicroBatch,
-    backbone_kwargs,
     block_causal_mask,
     make_micro_batches,
     make_padded_micro_batches,
@@ -16,7 +15,6 @@ from fastdapo.packing.packed import (
     padding_fraction,
     plan_micro_batches,
     scatter_back,
-    unpack,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -61,7 +59,7 @@ def token_logprobs(model, hidden, targets):
 
 
 def mb_logprobs(model, mb: MicroBatch):
-    hidden = model.model(**backbone_kwargs(mb)).last_hidden_state
+    hidden = model.model(**mb.backbone_kwargs()).last_hidden_state
     return token_logprobs(model, hidden.reshape(-1, hidden.shape[-1]), mb.targets)
 
 
@@ -118,7 +116,7 @@ def test_unpack_scatter_back_roundtrip():
         for s, v in zip(seqs, back):
             assert torch.equal(s.advantages, v)
         for mb in mbs:
-            parts = unpack(mb, mb.old_logprobs)
+            parts = mb.unpack(mb.old_logprobs)
             assert [p.numel() for p in parts] == [len(seqs[i]) for i in mb.seq_index]
     with pytest.raises(ValueError):
         scatter_back(mbs[:1], per_mb[:1], len(seqs))
@@ -240,8 +238,8 @@ def test_perturbing_one_sequence_leaves_others_unchanged(model):
     mbs2 = make_micro_batches(changed, max_tokens=80)
     assert [mb.seq_index for mb in mbs2] == [mb.seq_index for mb in mbs]
     with torch.no_grad():
-        a = unpack(mbs[mb_pos], mb_logprobs(model, mbs[mb_pos]))
-        b = unpack(mbs2[mb_pos], mb_logprobs(model, mbs2[mb_pos]))
+        a = mbs[mb_pos].unpack(mb_logprobs(model, mbs[mb_pos]))
+        b = mbs2[mb_pos].unpack(mb_logprobs(model, mbs2[mb_pos]))
     for i, x, y in zip(mbs[mb_pos].seq_index, a, b):
         if i == victim:
             assert not torch.allclose(x, y)
@@ -285,7 +283,7 @@ def test_flash_varlen_kwargs(pad):
     mbs = make_micro_batches(seqs, max_tokens=40, attn_impl="flash_attention_2", pad_to_multiple_of=pad)
     for mb in mbs:
         assert mb.attention_mask is None
-        kw = backbone_kwargs(mb)
+        kw = mb.backbone_kwargs()
         assert "attention_mask" not in kw and kw["use_cache"] is False
         t = mb.input_ids.shape[1]
         cu = kw["cu_seq_lens_q"]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from fastdapo.algorithm.sequences import Sequence
-from fastdapo.packing.packed import backbone_kwargs, make_micro_batches, scatter_back, unpack
+from fastdapo.packing.layouts import SharedPromptBatch
+from fastdapo.packing.packed import make_micro_batches, scatter_back
 from fastdapo.packing.packer import PackStats, PlainPacker, SharedPromptPacker, build_packer
 from fastdapo.packing.shared_prompt import make_bundles, make_shared_micro_batches
 from tests.packing.test_packing import VOCAB, alone_logprobs, shifted_targets, tiny_qwen2
@@ -27,7 +28,7 @@ def make_group_seqs(groups=GROUPS, seed=3):
 
 
 def slot_logprobs(model, mb):
-    hidden = model.model(**backbone_kwargs(mb)).last_hidden_state.reshape(-1, model.config.hidden_size)
+    hidden = model.model(**mb.backbone_kwargs()).last_hidden_state.reshape(-1, model.config.hidden_size)
     logits = model.lm_head(hidden.index_select(0, mb.pred_index))
     return torch.log_softmax(logits.float(), -1).gather(-1, mb.targets[:, None])[:, 0]
 
@@ -57,11 +58,11 @@ def test_bundles_put_each_prompt_once_and_save_its_tokens():
     assert mb.num_tokens == mb.input_ids.shape[1] == shared < plain
     # slots: one per response token; targets are the response tokens themselves
     assert mb.targets.numel() == sum(sum(rs) for _, rs in GROUPS)
-    by_seq = dict(zip(mb.seq_index, unpack(mb, mb.targets)))
+    by_seq = dict(zip(mb.seq_index, mb.unpack(mb.targets)))
     for i, s in enumerate(seqs):
         p = s.prompt_len
         torch.testing.assert_close(by_seq[i][p - 1:-1], s.input_ids[p:])
-        torch.testing.assert_close(unpack(mb, mb.loss_mask.long())[mb.seq_index.index(i)].bool(), s.loss_mask)
+        torch.testing.assert_close(mb.unpack(mb.loss_mask.long())[mb.seq_index.index(i)].bool(), s.loss_mask)
     # position ids continue from the prompt for every response
     pos = mb.position_ids[0].tolist()
     assert pos[:6] == list(range(6)) and pos[6:10] == [6, 7, 8, 9] and pos[10:19] == list(range(6, 15))
@@ -141,14 +142,14 @@ def test_perturbing_one_response_or_prompt_changes_only_its_own(shared_models):
     seqs = make_group_seqs()
     [mb] = make_shared_micro_batches(seqs, max_tokens=1000)
     with torch.no_grad():
-        base = unpack(mb, slot_logprobs(model, mb))
+        base = mb.unpack(slot_logprobs(model, mb))
 
         def rerun(edit):
             changed = make_group_seqs()
             edit(changed)
             [mb2] = make_shared_micro_batches(changed, max_tokens=1000)
             assert mb2.seq_index == mb.seq_index
-            return unpack(mb2, slot_logprobs(model, mb2))
+            return mb2.unpack(slot_logprobs(model, mb2))
 
         def new_response(c):  # every response token of sequence 1 changes (group 0)
             p = c[1].prompt_len
@@ -188,7 +189,7 @@ def test_response_cannot_see_a_sibling(shared_models):
 def test_plain_packing_still_accepts_prompt_metadata():
     seqs = make_group_seqs()
     mbs = make_micro_batches(seqs, max_tokens=1000)
-    assert mbs[0].pred_index is None and mbs[0].num_tokens == sum(len(s) for s in seqs)
+    assert not isinstance(mbs[0], SharedPromptBatch) and mbs[0].num_tokens == sum(len(s) for s in seqs)
 
 
 @pytest.mark.parametrize("batched", [True, False])
