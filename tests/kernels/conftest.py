@@ -23,7 +23,7 @@ from kernel_cases import triton_usable  # noqa: E402
 @pytest.fixture(autouse=True)
 def _small_chunks(monkeypatch):
     """Force several row chunks and exp tiles (ragged last ones) in the torch back-end."""
-    from kernels import torch_chunked as tc
+    from fastdapo_kernels import torch_chunked as tc
 
     monkeypatch.setattr(tc, "CHUNK_ELEMENTS", 7 * 5003 + 11)
     monkeypatch.setattr(tc, "EXP_TILES", 3)  # 32-row chunks -> exp tiles of 11, 11, 10 rows

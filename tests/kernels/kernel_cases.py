@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from kernels import fused_linear_dapo_loss
-from kernels.reference import reference_dapo_loss, reference_logprobs
+from fastdapo_kernels import fused_linear_dapo_loss
+from fastdapo_kernels.reference import reference_dapo_loss, reference_logprobs
 
 # log(old/new) offsets: exp(-offset) lands clearly inside or outside [0.8, 1.28] (and c = 1.5),
 # so float32 / bfloat16 rounding never flips which branch of the clip is active.

@@ -6,8 +6,8 @@ import pytest
 import torch
 from kernel_cases import IMPLS, check_against_reference, make_case, run_ours, run_reference
 
-from kernels.dapo_math import ClipConfig, RolloutCorrection, inverse_normalizer, token_terms
-from kernels.reference import reference_logprobs
+from fastdapo_kernels.dapo_math import ClipConfig, RolloutCorrection, inverse_normalizer, token_terms
+from fastdapo_kernels.reference import reference_logprobs
 
 
 def _current_logp(case):

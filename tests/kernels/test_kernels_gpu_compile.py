@@ -49,7 +49,7 @@ def _compile(fn, signature, config_meta, extra, num_warps, num_stages):
 
 
 def compile_all():
-    from kernels import triton_bwd, triton_fwd
+    from fastdapo_kernels import triton_bwd, triton_fwd
 
     fwd, bwd = triton_fwd.fwd_configs()[0], triton_bwd.bwd_configs()[0]
     for head in HEAD_VARIANTS:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from kernel_cases import IMPLS, assert_grad_close, make_case, tolerances
 
-from kernels import fused_linear_dapo_loss, linear_logprobs
-from kernels.reference import reference_dapo_loss, reference_logprobs
+from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo_kernels.reference import reference_dapo_loss, reference_logprobs
 
 # (bias, logit_scale, softcap, temperature); V = 600 is not a multiple of the tile or the split
 HEADS = [(True, 1.0, None, 1.0), (False, 0.25, None, 0.7), (False, 1.0, 2.0, 1.0),

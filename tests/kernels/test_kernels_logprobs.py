@@ -5,10 +5,10 @@ import torch
 from kernel_cases import IMPLS, make_case
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import torch_chunked as tc
-from kernels import dispatch, linear_logprobs
-from kernels.dapo_math import ClipConfig, inverse_normalizer, token_terms
-from kernels.reference import reference_logprobs
+from fastdapo_kernels import torch_chunked as tc
+from fastdapo_kernels import dispatch, linear_logprobs
+from fastdapo_kernels.dapo_math import ClipConfig, inverse_normalizer, token_terms
+from fastdapo_kernels.reference import reference_logprobs
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -37,7 +37,7 @@ def test_linear_logprobs_bf16(impl):
 @pytest.mark.triton
 def test_triton_split_not_a_tile_multiple(monkeypatch):
     """Vocabulary splits that end inside a tile: each target logit is written exactly once."""
-    from kernels import triton_backend as tb
+    from fastdapo_kernels import triton_backend as tb
 
     monkeypatch.setattr(tb, "INTERPRET_SPLIT_V", 200)
     case = make_case(n=21, vocab=1000, seed=5)
@@ -60,7 +60,7 @@ def test_dispatch_by_name():
 def test_triton_runs_in_interpreter_here():
     """The default pytest run must exercise the Triton kernels (interpreted on CPU)."""
     pytest.importorskip("triton")
-    from kernels import triton_fwd as tf
+    from fastdapo_kernels import triton_fwd as tf
 
     case = make_case(n=4, vocab=300, seed=0)
     linear_logprobs(case.hidden, case.weight, case.targets, impl="triton")
@@ -125,7 +125,7 @@ class _MaxAlloc(TorchDispatchMode):
 
 
 def test_torch_backend_never_allocates_rows_times_vocab(monkeypatch):
-    from kernels import fused_linear_dapo_loss
+    from fastdapo_kernels import fused_linear_dapo_loss
 
     n, hdim, vocab = 96, 16, 1000
     monkeypatch.setattr(tc, "CHUNK_ELEMENTS", 16 * vocab)

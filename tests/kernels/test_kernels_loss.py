@@ -4,7 +4,7 @@ import pytest
 import torch
 from kernel_cases import IMPLS, check_against_reference, make_case, run_ours
 
-from kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
 
 pytestmark = pytest.mark.parametrize("impl", IMPLS)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from kernel_cases import IMPLS, assert_grad_close, check_against_reference, make_case, run_ours
 
-from kernels import fused_linear_dapo_loss, linear_logprobs
-from kernels.reference import reference_logprobs
+from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
+from fastdapo_kernels.reference import reference_logprobs
 
 pytestmark = pytest.mark.parametrize("impl", IMPLS)
 
