@@ -21,7 +21,6 @@ __all__ = [
     "make_micro_batches",
     "make_padded_micro_batches",
     "plan_micro_batches",
-    "num_micro_batches_needed",
     "scatter_back",
     "padding_fraction",
     "block_causal_mask",
@@ -106,12 +105,6 @@ def plan_micro_batches(lengths: list[int], max_tokens: int, num_micro_batches: i
     # heaviest first: the first micro-batch shows the peak memory early
     plan.sort(key=lambda p: (-sum(lengths[i] for i in p), p[0] if p else len(lengths)))
     return plan
-
-
-def num_micro_batches_needed(lengths: list[int], max_tokens: int) -> int:
-    """Micro-batch count :func:`make_micro_batches` would choose on its own; data-parallel ranks take the
-    max of this over ranks and pass it as ``num_micro_batches`` so that every rank runs the same count."""
-    return len(plan_micro_batches(lengths, max_tokens))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from fastdapo.packing.packed import (
     block_causal_mask,
     make_micro_batches,
     make_padded_micro_batches,
-    num_micro_batches_needed,
     padding_fraction,
     plan_micro_batches,
     scatter_back,
@@ -135,7 +134,7 @@ def test_plan_budget_and_count(lengths, max_tokens, forced):
         assert len(p) <= 1 or sum(lengths[i] for i in p) <= max_tokens
     big = sum(1 for n in lengths if n > max_tokens)
     small_tokens = sum(n for n in lengths if n <= max_tokens)
-    need = num_micro_batches_needed(lengths, max_tokens)
+    need = len(plan_micro_batches(lengths, max_tokens))
     assert need >= big + math.ceil(small_tokens / max_tokens)
     assert len(plan) == max(need, forced or 0)
     assert sum(1 for p in plan if p) == min(len(plan), len(lengths))  # no empty micro-batch while sequences remain
