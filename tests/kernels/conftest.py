@@ -16,7 +16,6 @@ if _ROOT not in sys.path:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from kernel_cases import triton_usable  # noqa: E402
 
 

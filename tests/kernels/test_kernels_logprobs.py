@@ -5,8 +5,8 @@ import torch
 from kernel_cases import IMPLS, make_case
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fastdapo_kernels import torch_chunked as tc
 from fastdapo_kernels import dispatch, linear_logprobs
+from fastdapo_kernels import torch_chunked as tc
 from fastdapo_kernels.dapo_math import ClipConfig, inverse_normalizer, token_terms
 from fastdapo_kernels.reference import reference_logprobs
 
