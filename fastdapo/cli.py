@@ -37,6 +37,7 @@ BENCH_COMMANDS = {
     "kernels": "bench.kernels:kernels_command",
     "packing": "bench.packing:packing_command",
     "reward-fidelity": "bench.reward_fidelity:reward_fidelity_command",
+    "rollout": "bench.rollout:rollout_command",
 }
 
 
