@@ -79,7 +79,9 @@ def main() -> None:
 @click.option("--resume", default=None, metavar="auto|never|PATH",
               help="Continue from the latest checkpoint in RUN_DIR (auto, the default), start over (never), "
                    "or continue from a checkpoint / run directory (PATH). Same as --set run.resume=...")
-def train(config: str | None, overrides: tuple[str, ...], resume: str | None) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Print every resolved config value with its source (default, the config file, --set) and exit.")
+def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dry_run: bool) -> None:
     """Train with DAPO. Without CONFIG: the built-in toy run on CPU (tiny model, no downloads).
 
     Writes RUN_DIR/config.yaml, RUN_DIR/metrics.jsonl, RUN_DIR/samples.jsonl and RUN_DIR/checkpoints/.
@@ -92,6 +94,11 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None) ->
         cfg = load_config(config, list(overrides), preflight=True)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    if dry_run:
+        from fastdapo.config.provenance import config_sources, format_sources
+
+        click.echo(format_sources(config_sources(cfg, config, list(overrides))))
+        return
     _prepare_env()
     from fastdapo.training.trainer import train as run_training
 

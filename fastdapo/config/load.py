@@ -125,20 +125,24 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_config_file(path: str | Path | None) -> dict:
+    """The YAML mapping of a config file (None -> configs/toy.yaml), before overrides and validation."""
+    source = Path(path) if path else TOY_CONFIG
+    if not source.is_file():
+        raise ConfigError(f"config file not found: {source}")
+    try:
+        return yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
                 preflight: bool = False) -> Config:
     """Load a YAML file (None -> configs/toy.yaml), apply overrides, validate every key and rule.
 
     `preflight` also checks this machine (files exist, optional packages installed), as `fastdapo train` does.
     """
-    source = Path(path) if path else TOY_CONFIG
-    if not source.is_file():
-        raise ConfigError(f"config file not found: {source}")
-    try:
-        data = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
-    data = apply_overrides(data, list(overrides or []))
+    data = apply_overrides(read_config_file(path), list(overrides or []))
     cfg = _build(Config, data, "")
     errors = check_rules(cfg) + (preflight_errors(cfg) if preflight else [])
     if errors:
