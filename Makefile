@@ -9,11 +9,12 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install train test lint bench-kernels bench-packing bench-e2e plot clean gpu-check
 
+# PYTHONWARNINGS: setuptools' "Editable installation" notice is advice about folder names, not a problem.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,bench]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[dev,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -100,6 +100,9 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
         click.echo(format_sources(config_sources(cfg, config, list(overrides))))
         return
     _prepare_env()
+    from fastdapo.observability.quiet import quiet_libraries
+
+    quiet_libraries()  # before the trainer imports transformers / DeepSpeed
     from fastdapo.training.trainer import train as run_training
 
     result = run_training(cfg)
