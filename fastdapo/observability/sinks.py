@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 
 _HINT = "pip install '{pkg}' (or pip install 'fastdapo[tracking]')"
@@ -49,7 +50,7 @@ class WandbSink:
         self.wandb = wandb
         # The run id lives in RUN_DIR, so a resumed run continues the same W&B run.
         id_file = Path(run_dir) / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]  # W&B's own id shape
         id_file.write_text(run_id)
         self.run = wandb.init(project=project, dir=str(run_dir), name=Path(run_dir).name, id=run_id,
                               resume="allow", config=config)
