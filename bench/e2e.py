@@ -33,6 +33,7 @@ __all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_mo
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("fastdapo", "trl")
+_RANK_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 # ---- helpers shared with the worker processes (bench.e2e_fastdapo, bench.e2e_trl) ----
@@ -79,7 +80,10 @@ def _run_worker(framework: str, spec: dict, timeout_s: float | None) -> dict:
     spec_path, result_path = work / f"{framework}.spec.json", work / f"{framework}.result.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     threads = str(spec["threads"])
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "DS_ACCELERATOR": "cpu",
+    # Each worker is a single process: a rank layout left in this process's environment (by a launcher,
+    # or by an in-process run) would make TRL's accelerate wait for a process group.
+    inherited = {k: v for k, v in os.environ.items() if k not in _RANK_VARS}
+    env = {**inherited, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "DS_ACCELERATOR": "cpu",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": os.pathsep.join(
                [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
     log_path = work / f"{framework}.log"

@@ -76,6 +76,9 @@ def test_load_model_for_eval_sets_left_padding(model_dir):
 
 
 def test_eval_attached_to_cli():
+    import click
+
     from fastdapo.cli import main
 
-    assert "eval" in main.commands
+    ctx = click.Context(main)
+    assert "eval" in main.list_commands(ctx) and main.get_command(ctx, "eval") is eval_command
