@@ -27,6 +27,7 @@ def _prepare_env() -> None:
 # another command's imports. Listing them (`--help`) imports each one: a module that cannot load fails
 # loudly there, naming itself, instead of its command silently vanishing.
 COMMANDS = {
+    "check-model": "fastdapo.check_model:check_model_command",
     "eval": "fastdapo.evaluation.cli:eval_command",
     "export": "fastdapo.export:export_command",
     "launch": "fastdapo.launch:launch_command",
@@ -103,9 +104,15 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
     from fastdapo.observability.quiet import quiet_libraries
 
     quiet_libraries()  # before the trainer imports transformers / DeepSpeed
+    from fastdapo.actor.output_head import UnsupportedModelError
+    from fastdapo.checkpoint.store import CheckpointError
+    from fastdapo.data import DatasetError
     from fastdapo.training.trainer import train as run_training
 
-    result = run_training(cfg)
+    try:
+        result = run_training(cfg)
+    except (ConfigError, DatasetError, CheckpointError, UnsupportedModelError) as e:  # user errors: one line
+        raise click.ClickException(str(e)) from None
     if result.get("acc_before") is not None and result.get("acc_after") is not None:
         click.echo(f"accuracy before -> after: {result['acc_before']:.3f} -> {result['acc_after']:.3f}")
     if result.get("stopped_by"):

@@ -20,16 +20,16 @@ from fastdapo.checkpoint.store import (
     FORMAT,
     HF_DIR,
     MANIFEST,
-    checkpoint_root,
+    CheckpointError,
     fsync_dir,
     fsync_tree,
-    is_checkpoint_dir,
     list_checkpoints,
     problem,
     read_manifest,
     remove_checkpoint,
     state_file,
     step_dir_name,
+    write_error,
     write_json_atomic,
 )
 from fastdapo.config import Config, save_config
@@ -61,12 +61,9 @@ class Checkpointer:
         self.last_saved: int | None = None
         self.resumed_from: Path | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return self.save_every > 0
-
     def due(self, step: int) -> bool:
-        return self.enabled and step % self.save_every == 0
+        """A periodic checkpoint; the last step and a stop on a signal are saved whatever save_every says."""
+        return self.save_every > 0 and step % self.save_every == 0
 
     def snapshot(self, step: int) -> dict:
         """Everything besides the engine that a resumed run needs to continue exactly from `step`."""
@@ -76,7 +73,7 @@ class Checkpointer:
     def save(self, step: int, state: dict | None = None) -> Path | None:
         """Checkpoint the engine's current weights as step `step`; `state` (from `snapshot`) defaults
         to the trainer state right now. A step already saved by this run is not written twice."""
-        if not self.enabled or step == self.last_saved:
+        if step == self.last_saved:
             return None
         t0 = time.perf_counter()
         name = step_dir_name(step)
@@ -86,12 +83,16 @@ class Checkpointer:
             for stale in self.root.glob(".tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed while saving
         D.barrier()
-        self.engine.save_checkpoint(str(tmp), tag=ENGINE_TAG, save_latest=False)
-        # Taken after the engine save, so the state saved is the state this run continues with.
-        torch.save(state if state is not None else self.snapshot(step), tmp / state_file(D.rank()))
-        D.barrier()
-        if D.is_main():
-            self._finish(tmp, final, step)
+        try:
+            self.engine.save_checkpoint(str(tmp), tag=ENGINE_TAG, save_latest=False)
+            # Taken after the engine save, so the state saved is the state this run continues with.
+            torch.save(state if state is not None else self.snapshot(step), tmp / state_file(D.rank()))
+            D.barrier()
+            if D.is_main():
+                self._finish(tmp, final, step)
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise write_error(e, final) from e
         D.barrier()
         self.last_saved = step
         log.info("checkpoint %s (%.1fs)", final, time.perf_counter() - t0)
@@ -126,49 +127,19 @@ class Checkpointer:
 
     # --- resume -------------------------------------------------------------------------------------
 
-    def candidates(self, mode: str) -> tuple[list[Path], bool]:
-        """(checkpoints to try, newest first; whether the first one was asked for explicitly)."""
-        if mode == "never":
-            existing = [p for _, p in list_checkpoints(self.root)]
-            if existing:
-                raise RuntimeError(
-                    f"run.resume=never, but {self.root} already holds {len(existing)} checkpoint(s) of an "
-                    "earlier run: resume it (--resume auto), or use another run.output_dir")
-            return [], False
-        if mode == "auto":
-            return [p for _, p in reversed(list_checkpoints(self.root))], False
-        path = Path(mode)
-        if is_checkpoint_dir(path):
-            return [path], True
-        root = checkpoint_root(path)
-        if root is None:
-            raise FileNotFoundError(f"run.resume={mode}: neither a checkpoint nor a run directory with checkpoints/")
-        return [p for _, p in reversed(list_checkpoints(root))], False
-
-    def resume(self, mode: str) -> int:
-        """Restore the newest usable checkpoint (see `candidates`); the step to continue after (0 = fresh)."""
-        paths, explicit = self.candidates(mode)
-        for path in paths:
-            why = problem(path)
-            ok = D.all_reduce([0.0 if why else 1.0], "min")[0] > 0  # every rank must agree
-            if not ok:
-                if explicit:
-                    raise RuntimeError(f"run.resume={mode}: checkpoint is unusable: {why or 'damaged on another rank'}")
-                log.warning("checkpoint %s is unusable (%s); trying the previous one", path, why or "another rank")
-                continue
-            step, err = self._load(path)
-            if D.all_reduce([0.0 if err else 1.0], "min")[0] > 0:
-                self.resumed_from, self.last_saved = path, step
-                log.info("resumed from %s (step %d)", path, step)
-                if step >= self.cfg.run.steps:
-                    log.info("the run already reached run.steps=%d; raise it to train further", self.cfg.run.steps)
-                return step
-            if explicit:
-                raise RuntimeError(f"run.resume={mode}: loading {path} failed: {err}")
-            log.warning("loading checkpoint %s failed (%s); trying the previous one", path, err or "another rank")
-        if paths:
-            log.warning("no usable checkpoint in %s; starting from scratch", self.root)
-        return 0
+    def resume(self, path: Path | None) -> int:
+        """Restore the checkpoint at `path` (from `choose_checkpoint`); the step to continue after (0 = fresh).
+        A failed load is an error, not a fresh start: the engine may already hold part of the state."""
+        if path is None:
+            return 0
+        step, err = self._load(path)
+        if D.all_reduce([0.0 if err else 1.0], "min")[0] == 0:
+            raise CheckpointError(f"loading checkpoint {path} failed: {err or 'on another rank'}")
+        self.resumed_from, self.last_saved = path, step
+        log.info("resumed from %s (step %d)", path, step)
+        if step >= self.cfg.run.steps:
+            log.info("the run already reached run.steps=%d; raise it to train further", self.cfg.run.steps)
+        return step
 
     def _load(self, path: Path) -> tuple[int, str | None]:
         try:

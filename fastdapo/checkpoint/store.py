@@ -21,6 +21,7 @@ All ranks must see RUN_DIR (a shared file system on multi-node runs), as DeepSpe
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,6 +36,10 @@ ENGINE_TAG = "engine"
 MANIFEST = "manifest.json"
 HF_DIR = "hf"
 _STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or resumed from; the message is one line for the user."""
 
 
 def step_dir_name(step: int) -> str:
@@ -129,6 +134,15 @@ def resolve(path: str | Path, step: int | None = None) -> Path:
     raise FileNotFoundError(f"{path}: no complete checkpoint")
 
 
+def incompatibility(manifest: dict, world_size: int, zero_stage: int) -> str | None:
+    """Why a run with this layout cannot load the checkpoint described by `manifest`, or None."""
+    saved_ws, saved_stage = int(manifest.get("world_size", 1)), manifest.get("zero_stage")
+    if saved_ws != world_size or (saved_stage is not None and int(saved_stage) != zero_stage):
+        return (f"saved by {saved_ws} process(es) with ZeRO-{saved_stage if saved_stage is not None else '?'}, "
+                f"this run has {world_size} with ZeRO-{zero_stage}")
+    return None
+
+
 # --- file system helpers ----------------------------------------------------------------------------
 
 def fsync_tree(path: Path) -> None:
@@ -159,6 +173,23 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_error(exc: BaseException, path: Path) -> BaseException:
+    """A one-line CheckpointError for an OS failure while writing `path` (a full disk above all: torch
+    reports it as a RuntimeError without errno); anything else is returned unchanged."""
+    chain, e = [], exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(e) for e in chain).lower()
+    if any(getattr(e, "errno", None) == errno.ENOSPC for e in chain) or "no space left" in text \
+            or "file write failed" in text:
+        return CheckpointError(f"no space left on device while writing checkpoint {path}")
+    os_errors = [e for e in chain if isinstance(e, OSError)]
+    if os_errors:
+        return CheckpointError(f"writing checkpoint {path} failed: {os_errors[0].strerror or os_errors[0]}")
+    return exc
 
 
 def remove_checkpoint(path: Path) -> None:

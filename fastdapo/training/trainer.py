@@ -16,10 +16,12 @@ import torch
 from fastdapo.actor.actor import Actor
 from fastdapo.actor.ds_engine import build_ds_engine
 from fastdapo.actor.policy import LossSettings, PolicyWithLoss
+from fastdapo.actor.probe import check_fidelity
 from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.checkpoint.checkpointer import Checkpointer
 from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG
+from fastdapo.checkpoint.selection import choose_checkpoint
 from fastdapo.config import Config, save_config
 from fastdapo.data.prompt_stream import PromptStream
 from fastdapo.observability.metrics import Timer, rollout_metrics, timing_metrics, token_mean
@@ -46,9 +48,8 @@ def train(cfg: Config) -> dict:
     setup_logging()
     seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
     run_dir = Path(cfg.run.output_dir)
-    if D.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+    # Decided before anything is written: a checkpoint this run cannot load leaves the directory untouched.
+    resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), cfg.distributed.zero_stage)
     runlog = RunLog(run_dir, cfg)  # the optional TensorBoard / W&B sinks fail here, before any heavy work
 
     ws = build_workspace(cfg, device)
@@ -57,6 +58,9 @@ def train(cfg: Config) -> dict:
     engine = build_ds_engine(policy, cfg, resolve_dtype(cfg.model.dtype, device), device)
     packer = build_packer(a.max_tokens_per_micro_batch, ws.model.config._attn_implementation, a.share_prompts)
     actor = Actor(engine, packer, device, cfg.run.max_nonfinite_skips)
+    if cfg.model.check_fidelity:  # a model whose forward the trainer does not reproduce is refused before any rollout
+        check_fidelity(engine, ws.model, packer, [p.prompt_ids for p in ws.train[:8]], cfg.rollout.temperature,
+                       ws.model_dir)
     rollout = build_rollout_engine(cfg, ws, engine)
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
@@ -64,7 +68,10 @@ def train(cfg: Config) -> dict:
                   "rng": GlobalRNG()}  # restored last: nothing after it draws random numbers
     assets = HFAssets(ws.model.config, ws.tokenizer, getattr(ws.model, "generation_config", None))
     ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
-    start = ckpt.resume(cfg.run.resume)  # weights, optimizer, LR schedule, prompt stream, every RNG
+    start = ckpt.resume(resume_from)  # weights, optimizer, LR schedule, prompt stream, every RNG
+    if D.is_main():  # the run is known to proceed: only now are the earlier run's files replaced
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
     runlog.start(start if ckpt.resumed_from else None)  # cuts metrics/samples back to the checkpoint
     log.info("model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
              ws.model_dir, len(ws.train), len(ws.eval), D.world_size(), device.type, cfg.distributed.zero_stage)

@@ -12,6 +12,7 @@ from fastdapo.actor.nonfinite import NonFiniteCounter
 from fastdapo.checkpoint import store as C
 from fastdapo.checkpoint.checkpointer import Checkpointer
 from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG, capture_rng, restore_rng
+from fastdapo.checkpoint.selection import choose_checkpoint
 
 VOCAB = 48
 
@@ -78,10 +79,8 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
 
 def test_resume_never_refuses_to_mix_with_an_earlier_run(tmp_path):
     fake_checkpoint(tmp_path / "checkpoints", 5)
-    ck = Checkpointer.__new__(Checkpointer)
-    ck.root = tmp_path / "checkpoints"
-    with pytest.raises(RuntimeError, match="--resume auto"):
-        ck.candidates("never")
+    with pytest.raises(C.CheckpointError, match="--resume auto"):
+        choose_checkpoint(tmp_path, "never", 1, 2)
 
 
 # --- RNG state -------------------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ def test_resume_restores_engine_and_trainer_state(tmp_path):
 
     torch.manual_seed(123)
     cfg, model, engine, ck2 = setup()
-    assert ck2.resume("auto") == 1 and ck2.last_saved == 1
+    assert ck2.resume(choose_checkpoint(tmp_path, "auto", 1, 2)) == 1 and ck2.last_saved == 1
     c2 = ck2.components
     assert c2["nonfinite"].in_a_row == 2
     assert (c2["stream"].next(2), c2["shuffle_rng"].rng.random()) == expected[:2]

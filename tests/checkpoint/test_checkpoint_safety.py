@@ -1,0 +1,95 @@
+"""A later run never destroys an earlier one: incompatible or unusable checkpoints are refused before
+anything is written; a failed save (a full disk) is one line and leaves no temporary directory."""
+import errno
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastdapo.checkpoint import store as C
+from fastdapo.checkpoint.checkpointer import Checkpointer
+from fastdapo.checkpoint.components import GlobalRNG
+from fastdapo.checkpoint.selection import choose_checkpoint
+from fastdapo.config import load_config
+
+
+def fake_checkpoint(root: Path, step: int, world: int = 1, stage: int = 2) -> Path:
+    d = root / C.step_dir_name(step)
+    (d / "engine").mkdir(parents=True)
+    (d / "engine" / "mp_rank_00_model_states.pt").write_bytes(b"w" * 100)
+    for r in range(world):
+        (d / C.state_file(r)).write_bytes(b"s" * 10)
+    files = {str(f.relative_to(d)): f.stat().st_size for f in d.rglob("*") if f.is_file()}
+    (d / C.MANIFEST).write_text(json.dumps({"step": step, "world_size": world, "zero_stage": stage, "files": files}))
+    return d
+
+
+@pytest.mark.parametrize("world, stage", [(1, 2), (2, 3)])
+def test_checkpoint_of_another_layout_is_refused(tmp_path, world, stage):
+    fake_checkpoint(tmp_path / "checkpoints", 4, world=2, stage=2)
+    with pytest.raises(C.CheckpointError) as e:
+        choose_checkpoint(tmp_path, "auto", world, stage)
+    msg = str(e.value)
+    assert "\n" not in msg and "saved by 2 process(es) with ZeRO-2" in msg
+    assert f"this run has {world} with ZeRO-{stage}" in msg
+    assert "another run.output_dir" in msg and "nothing was written" in msg
+
+
+def test_matching_layout_resumes_from_the_newest_complete_checkpoint(tmp_path, caplog):
+    root = tmp_path / "checkpoints"
+    older = fake_checkpoint(root, 2)
+    (fake_checkpoint(root, 4) / C.MANIFEST).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert choose_checkpoint(tmp_path, "auto", 1, 2) == older
+    assert "no manifest.json" in caplog.text
+    assert choose_checkpoint(tmp_path / "fresh", "auto", 1, 2) is None
+
+
+def test_only_damaged_checkpoints_are_refused_not_overwritten(tmp_path):
+    (fake_checkpoint(tmp_path / "checkpoints", 3) / C.MANIFEST).unlink()
+    with pytest.raises(C.CheckpointError, match="no usable checkpoint.*nothing was written"):
+        choose_checkpoint(tmp_path, "auto", 1, 2)
+
+
+def test_explicit_path_that_is_no_checkpoint_is_one_line(tmp_path):
+    with pytest.raises(C.CheckpointError, match="neither a checkpoint nor a run directory"):
+        choose_checkpoint(tmp_path, str(tmp_path / "nowhere"), 1, 2)
+
+
+@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"),
+                                 RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter "
+                                              "failed writing file data/0: file write failed")])
+def test_full_disk_is_named(exc):
+    err = C.write_error(exc, Path("/r/checkpoints/step_00000003"))
+    assert str(err) == "no space left on device while writing checkpoint /r/checkpoints/step_00000003"
+
+
+def test_other_failures_pass_through_or_name_the_path():
+    bug = ValueError("a bug")
+    assert C.write_error(bug, Path("x")) is bug
+    denied = C.write_error(PermissionError(13, "Permission denied"), Path("x"))
+    assert str(denied) == "writing checkpoint x failed: Permission denied"
+
+
+class _FullDiskEngine:
+    """Writes part of a shard, then the disk is full (as DeepSpeed's torch.save would report it)."""
+    module = torch.nn.Linear(2, 2)
+
+    def zero_optimization_stage(self) -> int:
+        return 2
+
+    def save_checkpoint(self, path, tag, save_latest):
+        (Path(path) / tag).mkdir(parents=True)
+        (Path(path) / tag / "mp_rank_00_model_states.pt").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_save_on_a_full_disk_is_one_line_and_leaves_no_temp_dir(tmp_path):
+    cfg = load_config()
+    ck = Checkpointer(tmp_path, cfg, _FullDiskEngine(), {"rng": GlobalRNG()}, assets=None)
+    with pytest.raises(C.CheckpointError, match=r"^no space left on device while writing checkpoint .*step_00000001$"):
+        ck.save(1)
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+    assert ck.last_saved is None
