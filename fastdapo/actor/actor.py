@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastdapo.actor.mismatch import MismatchStats
 from fastdapo.actor.nonfinite import NonFiniteCounter
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.layouts import MicroBatch
@@ -31,6 +32,7 @@ class UpdateStats:
     skipped: int = 0
     lr: float = 0.0
     packing: PackStats = field(default_factory=PackStats)  # every micro-batch of every mini-batch
+    mismatch: MismatchStats = field(default_factory=MismatchStats)  # rollout engine vs trainer log-probs
 
     def summary(self) -> dict:
         """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
@@ -45,7 +47,7 @@ class UpdateStats:
                 "clip_frac/low": low / t, "clip_frac/high": high / t,
                 "entropy/mean": ent / t, "logprob/mean_prob": prob / t,
                 "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses),
-                **p.metrics(slots, real, plain)}
+                **p.metrics(slots, real, plain), **self.mismatch.summary()}
 
 
 class Actor:
@@ -83,7 +85,9 @@ class Actor:
 
     def update(self, seqs: list[Sequence], seq_uids: list[int], plans: list[list[set[int]]]) -> UpdateStats:
         """`plans`: per epoch, the mini-batches as sets of prompt uids (identical on every rank)."""
-        stats = UpdateStats()
+        settings = getattr(self.policy, "settings", None)
+        stats = UpdateStats(mismatch=MismatchStats(settings.rollout_correction, settings.rollout_correction_cap)
+                            if settings is not None else MismatchStats())
         for plan in plans:
             for mini in plan:
                 self._update_one([s for s, u in zip(seqs, seq_uids) if u in mini], stats)
@@ -124,6 +128,10 @@ class Actor:
                 stats.entropy = stats.entropy + st["entropy"].reshape(-1)[m].sum()
                 stats.prob = stats.prob + st["logprobs"].reshape(-1)[m].exp().sum()
                 stats.tokens = stats.tokens + n_tok
+                if mb.rollout_logprobs is not None:
+                    # the trainer side of rho, as the loss saw it: old-log-prob pass, or on-policy this pass
+                    trainer_lp = mb.old_logprobs if mb.old_logprobs is not None else st["logprobs"]
+                    stats.mismatch.add(trainer_lp, mb.rollout_logprobs, m, st.get("is_weight"))
         return D.all_reduce([float(loss_total)], "sum")[0]
 
     def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fastdapo.actor.output_head import detect_output_head
 from fastdapo.config.schema import Config
 from fastdapo.packing.layouts import MicroBatch
 from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
@@ -24,12 +25,16 @@ class LossSettings:
     dual_clip: float | None = None
     temperature: float = 1.0
     impl: str = "auto"
+    log_ratio_bound: float | None = 20.0
+    rollout_correction: str = "none"
+    rollout_correction_cap: float = 2.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossSettings:
         a = cfg.algorithm
         # the rollout temperature: the loss scores the samples under the distribution that drew them
-        return cls(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl)
+        return cls(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl, a.log_ratio_bound,
+                   a.rollout_correction, a.rollout_correction_cap)
 
 
 class PolicyWithLoss(nn.Module):
@@ -39,10 +44,13 @@ class PolicyWithLoss(nn.Module):
         self.settings = settings
         self.backbone = getattr(causal_lm, causal_lm.base_model_prefix)
         self.lm_head = causal_lm.get_output_embeddings()
+        self.head = detect_output_head(causal_lm)  # bias / logit scale / soft-cap, reproduced by the kernels
         try:  # ZeRO-3 must fetch the LM head for this module's forward, which never calls lm_head()
             import deepspeed
 
             deepspeed.zero.register_external_parameter(self, self.lm_head.weight)
+            if self.lm_head.bias is not None:
+                deepspeed.zero.register_external_parameter(self, self.lm_head.bias)
         except Exception:
             pass
 
@@ -55,7 +63,8 @@ class PolicyWithLoss(nn.Module):
         h = self.hidden(mb)
         w = self.lm_head.weight
         if score_only:
-            return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl)
+            return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl,
+                                   **self.head.kernel_kwargs(self.lm_head))
         # No old log-probs: on-policy (one update per rollout step), or a padding micro-batch of a
         # rank with fewer sequences than its peers (all masked, so the ratio does not matter).
         adv = mb.advantages
@@ -64,4 +73,15 @@ class PolicyWithLoss(nn.Module):
         return fused_linear_dapo_loss(
             h, w, mb.targets, mb.old_logprobs, adv, mb.loss_mask,
             eps_low=s.eps_low, eps_high=s.eps_high, temperature=s.temperature, normalizer=normalizer,
-            impl=s.impl, dual_clip=s.dual_clip)
+            impl=s.impl, dual_clip=s.dual_clip, log_ratio_bound=s.log_ratio_bound,
+            rollout_logprobs=mb.rollout_logprobs, rollout_correction=self._correction(mb),
+            rollout_correction_cap=s.rollout_correction_cap, **self.head.kernel_kwargs(self.lm_head))
+
+    def _correction(self, mb: MicroBatch) -> str:
+        mode = self.settings.rollout_correction
+        if mode != "none" and mb.rollout_logprobs is None:
+            if bool(mb.loss_mask.any()):
+                raise ValueError(f"algorithm.rollout_correction={mode} needs the rollout engine's log-probs, "
+                                 "and this engine recorded none")
+            return "none"  # an all-padding micro-batch: nothing to weight
+        return mode

@@ -81,6 +81,10 @@ class AlgorithmConfig:
     log_ratio_bound: float = field(default=20.0, metadata=rng(0, 80, lo_open=True,
                                                               help="logp - logp_old is clamped to +-this before exp"))
     reward: str = field(default="dapo", metadata=choice("dapo", "math_verify", help="reward function by name"))
+    rollout_correction: str = field(default="none", metadata=choice(
+        "none", "tis", "mis", help="engine/trainer mismatch correction: tis = truncated, mis = masked importance weights"))
+    rollout_correction_cap: float = field(default=2.0, metadata=rng(
+        1, None, lo_open=True, help="C: tis weight <= C; mis keeps 1/C <= rho <= C"))
     train_batch_size: int = field(default=512, metadata=rng(1, None, help="prompts per rollout step"))
     gen_batch_size: int = field(default=1536, metadata=rng(1, None, help="prompts generated per sampling round "
                                                                          "(>= train_batch_size with dynamic sampling)"))

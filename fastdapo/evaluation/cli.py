@@ -74,6 +74,8 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(_DTYPES))
 @click.option("--no-chat-template", is_flag=True,
               help="Feed the raw prompt text even if the tokenizer has a chat template.")
+@click.option("--reward", default="dapo", show_default=True, type=click.Choice(["dapo", "math_verify"]),
+              help="Reward by name: dapo (the DAPO reference, as in training) or math_verify (lenient equivalence).")
 @click.option("--reward-workers", type=click.IntRange(min=1), default=None,
               help="Answer-equivalence worker processes (default: CPU count, at most 8).")
 @click.option("--reward-timeout", default=5.0, show_default=True, type=float, help="Seconds per answer check.")
@@ -82,9 +84,9 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def eval_command(model_path: str, data: str, n: int, temperature: float, top_p: float, max_new_tokens: int,
                  max_prompt_length: int, batch_size: int, out: str | None, limit: int | None, seed: int,
-                 device: str, dtype: str, no_chat_template: bool, reward_workers: int | None,
+                 device: str, dtype: str, no_chat_template: bool, reward: str, reward_workers: int | None,
                  reward_timeout: float, save_responses: bool, as_json: bool, no_progress: bool) -> None:
-    """Evaluate a model: n samples per problem, scored by the DAPO math reward; reports
+    """Evaluate a model: n samples per problem, scored by the --reward function; reports
     avg@n (DAPO's AIME metric is avg@32 at temperature 1.0, top-p 0.7), pass@n and maj@n."""
     import torch
     from rich.console import Console
@@ -110,8 +112,8 @@ def eval_command(model_path: str, data: str, n: int, temperature: float, top_p: 
     engine = build_eval_engine(model, tokenizer, batch_size)
     summary = evaluate(engine, records, params, out_path=out, chunk_size=max(1, batch_size // n),
                        num_workers=reward_workers, timeout_s=reward_timeout, save_responses=save_responses,
-                       progress=not no_progress, console=console, description=Path(data).stem)
-    summary.update({"model": str(model_path), "data": str(data), "seed": seed})
+                       progress=not no_progress, console=console, description=Path(data).stem, reward=reward)
+    summary.update({"model": str(model_path), "data": str(data), "seed": seed, "reward": reward})
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fastdapo.data.records import PromptRecord
 from fastdapo.evaluation.metrics import SampleResult, compute_metrics, majority_vote
-from fastdapo.rewards import DEFAULT_TIMEOUT_S, score_batch
+from fastdapo.rewards import DEFAULT_REWARD, DEFAULT_TIMEOUT_S, score_batch
 from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams
 
 
@@ -32,13 +32,14 @@ def _problem_row(rec: PromptRecord, gens: list[Generation], results, save_respon
 def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: SamplingParams,
              out_path: str | Path | None = None, *, chunk_size: int = 8, num_workers: int | None = None,
              timeout_s: float = DEFAULT_TIMEOUT_S, save_responses: bool = False, progress: bool = True,
-             console: Console | None = None, description: str = "evaluating") -> dict:
+             console: Console | None = None, description: str = "evaluating", reward: str = DEFAULT_REWARD) -> dict:
     """Sample ``params.n`` responses per record, score them, and return the summary metrics.
 
     Records are generated ``chunk_size`` at a time (the engine batches inside a call); after each
     chunk the per-problem rows are appended to ``out_path`` (JSONL: index, ground truth, preds,
     accs, lengths, ...), so partial results survive an interruption. The summary holds
-    ``avg@k`` / ``pass@k`` / ``maj@k`` overall and per ``data_source`` (``by_source``).
+    ``avg@k`` / ``pass@k`` / ``maj@k`` overall and per ``data_source`` (``by_source``). ``reward`` names the
+    scorer (see ``fastdapo.rewards.registry``), the same one training uses by default.
     """
     if params.n < 1:
         raise ValueError("SamplingParams.n must be >= 1")
@@ -67,7 +68,7 @@ def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: Samplin
                                        f"x n={params.n}")
                 t0 = time.perf_counter()
                 truths = [chunk[g.prompt_index].ground_truth for g in gens]
-                results = score_batch([g.text for g in gens], truths, num_workers=num_workers,
+                results = score_batch([g.text for g in gens], truths, reward=reward, num_workers=num_workers,
                                       timeout_s=timeout_s)
                 t_score += time.perf_counter() - t0
                 for i, rec in enumerate(chunk):

@@ -7,7 +7,8 @@ per-token outputs map back to the sequences.
   live on "slots" (one per response token) instead of row positions.
 
 Per-token data follow the "predicting position" convention: at position (or slot) ``t`` the model
-predicts ``targets[t]``; ``loss_mask``, ``advantages`` and ``old_logprobs`` refer to that prediction.
+predicts ``targets[t]``; ``loss_mask``, ``advantages``, ``old_logprobs`` and ``rollout_logprobs`` refer to that
+prediction.
 All layouts pass ``use_cache=False``: with a cache object present transformers does not treat
 restarting position ids as packed sequences.
 """
@@ -39,6 +40,7 @@ class MicroBatch:
     attention_mask: torch.Tensor | None = None
     advantages: torch.Tensor | None = None  # [N] float32
     old_logprobs: torch.Tensor | None = None  # [N] float32; None: on-policy (ratio 1)
+    rollout_logprobs: torch.Tensor | None = None  # [N] float32: the sampling engine's log-probs, if recorded
 
     @property
     def seq_lens(self) -> list[int]:
@@ -46,7 +48,7 @@ class MicroBatch:
 
     def to(self, device: torch.device) -> MicroBatch:
         for name in ("input_ids", "position_ids", "cu_seqlens", "targets", "loss_mask", "attention_mask",
-                     "advantages", "old_logprobs"):
+                     "advantages", "old_logprobs", "rollout_logprobs"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))

@@ -40,7 +40,7 @@ def generate_and_score(engine: RolloutEngine, prompts: list[PromptRecord], cfg: 
     a = cfg.algorithm
     with timer("reward"):
         results = score_batch([g.text for g in gens], [prompts[g.prompt_index].ground_truth for g in gens],
-                              num_workers=a.reward_workers or None, timeout_s=a.reward_timeout_s)
+                              reward=a.reward, num_workers=a.reward_workers or None, timeout_s=a.reward_timeout_s)
     groups = []
     for i, prompt in enumerate(prompts):
         chunk = slice(i * params.n, (i + 1) * params.n)
@@ -64,6 +64,7 @@ def evaluate_accuracy(engine: RolloutEngine, records: list[PromptRecord], cfg: C
     params = sampling_params(cfg, evaluation=True)
     gens = engine.generate([p.prompt_ids for p in mine], params) if mine else []
     res = score_batch([g.text for g in gens], [mine[g.prompt_index].ground_truth for g in gens],
-                      num_workers=cfg.algorithm.reward_workers or None, timeout_s=cfg.algorithm.reward_timeout_s)
+                      reward=cfg.algorithm.reward, num_workers=cfg.algorithm.reward_workers or None,
+                      timeout_s=cfg.algorithm.reward_timeout_s)
     correct, total = D.all_reduce([sum(r.acc for r in res), len(res)])
     return correct / max(total, 1)
