@@ -3,7 +3,8 @@
 The output (config.json, generation_config.json, model.safetensors or sharded safetensors with an
 index, tokenizer files) loads with `AutoModelForCausalLM` / `AutoTokenizer` and needs neither
 DeepSpeed nor fastdapo. ZeRO-0/1/2 checkpoints hold the full weights in the engine's model-state
-file; ZeRO-3 ones are consolidated from every rank's shards with DeepSpeed's zero_to_fp32.
+file; ZeRO-3 ones are consolidated from every rank's shards with DeepSpeed's zero_to_fp32. A LoRA run
+exports OUT/adapter (PEFT's adapter directory, fp32) and OUT/merged (the adapters merged into the base).
 
 Checkpoint files are read with `torch.load`, which can run code from the file: export only
 checkpoints you (or your own runs) wrote.
@@ -88,6 +89,7 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = 
     import torch
     from transformers import AutoConfig
 
+    from fastdapo.actor.lora import has_adapters
     from fastdapo.checkpoint.store import HF_DIR, read_manifest, resolve
 
     ckpt = resolve(path, step)
@@ -96,8 +98,12 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = 
     config = AutoConfig.from_pretrained(str(hf))
     name = manifest.get("model_dtype", "float32") if dtype == "auto" else dtype
     torch_dtype = getattr(torch, name)
-    sd = hf_state_dict(_engine_state_dict(ckpt, manifest), bool(getattr(config, "tie_word_embeddings", False)))
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    sd = hf_state_dict(_engine_state_dict(ckpt, manifest), tied)
     out = Path(out_dir)
+    if has_adapters(sd):  # a LoRA run: OUT/adapter (PEFT) and OUT/merged (plain Hugging Face)
+        sd = _export_adapter(ckpt, config, sd, out / "adapter", tied)
+        out = out / "merged"
     out.mkdir(parents=True, exist_ok=True)
     for f in hf.iterdir():
         if f.is_file() and f.name != "config.json":
@@ -108,6 +114,20 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = 
     (out / "fastdapo_export.json").write_text(json.dumps(
         {"checkpoint": str(ckpt.resolve()), "step": manifest.get("step"), "dtype": name}, indent=2))
     return ckpt
+
+
+def _export_adapter(ckpt: Path, config, sd: dict, adapter_dir: Path, tied: bool) -> dict:
+    """Writes the adapters with PEFT's save_pretrained (fp32); returns the merged model's state dict."""
+    from fastdapo.actor.lora import peft_model_from_state
+    from fastdapo.config.load import load_config
+
+    lora = load_config(ckpt / "config.yaml").model.lora
+    model = peft_model_from_state(config, lora, sd)
+    model.save_pretrained(str(adapter_dir))
+    merged = model.merge_and_unload().state_dict()
+    if tied:
+        merged.pop("lm_head.weight", None)
+    return merged
 
 
 def is_run_or_checkpoint(path: str | Path) -> bool:
@@ -134,10 +154,17 @@ def export_command(run_dir: str, out_dir: str, step: int | None, dtype: str) -> 
 
 
 def export_to_temp(path: str | Path) -> Path:
-    """Export into a fresh temporary directory (the caller removes it)."""
+    """Export into a fresh temporary Hugging Face model directory (the caller removes it); a LoRA run's
+    is its merged model."""
     tmp = Path(tempfile.mkdtemp(prefix="fastdapo-export-"))
     try:
         export_checkpoint(path, tmp)
+        merged = tmp / "merged"
+        if merged.is_dir():
+            shutil.rmtree(tmp / "adapter")
+            for f in merged.iterdir():
+                f.rename(tmp / f.name)
+            merged.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -70,7 +70,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]  # LoRA adapters are all matrices; DeepSpeed drops empty groups
 
 
 def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, device: torch.device):

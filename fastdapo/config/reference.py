@@ -21,18 +21,22 @@ def _type_name(tp) -> str:
     return name.replace("Optional[", "").rstrip("]") + (" or null" if "Optional" in str(tp) else "")
 
 
+def _rows(cls, prefix: str) -> list[str]:
+    """One row per leaf key; a nested dataclass (e.g. model.lora) contributes its keys one level deeper."""
+    hints, defaults, rows = typing.get_type_hints(cls), cls(), []
+    for f in dataclasses.fields(cls):
+        key, tp = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += _rows(tp, key + ".")
+            continue
+        rows.append(f"| `{key}` | {_type_name(tp)} | `{getattr(defaults, f.name)!r}` | "
+                    f"{_allowed(f.metadata)} | {f.metadata.get('help', '')} |")
+    return rows
+
+
 def reference_markdown() -> str:
     rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-    hints = typing.get_type_hints(Config)
-    for section in dataclasses.fields(Config):
-        cls = hints[section.name]
-        sub = typing.get_type_hints(cls)
-        defaults = cls()
-        for f in dataclasses.fields(cls):
-            default = getattr(defaults, f.name)
-            rows.append(f"| `{section.name}.{f.name}` | {_type_name(sub[f.name])} | `{default!r}` | "
-                        f"{_allowed(f.metadata)} | {f.metadata.get('help', '')} |")
-    return "\n".join(rows)
+    return "\n".join(rows + _rows(Config, ""))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,12 @@ def toy_heads_shape(c: Config):
         return f"toy.heads: {t.heads} must be 1, 3 or even (the toy model uses heads // 2 key/value heads)"
 
 
+@rule
+def lora_targets_given(c: Config):
+    if c.model.lora.rank > 0 and not [m for m in c.model.lora.target_modules if m.strip()]:
+        return "model.lora.target_modules: empty; name the modules to adapt, or all-linear"
+
+
 def check_rules(cfg: Config) -> list[str]:
     """Every violated rule, in declaration order."""
     return [msg for msg in (r(cfg) for r in RULES) if msg]

@@ -19,6 +19,16 @@ def choice(*options, help: str = ""):
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (PEFT) on the frozen base model; the LM head stays frozen."""
+    rank: int = field(default=0, metadata=rng(0, 4096, help="LoRA rank r; 0 = off (full fine-tuning)"))
+    alpha: float = field(default=16.0, metadata=rng(0, None, lo_open=True, help="LoRA alpha (update scale alpha / r)"))
+    dropout: float = field(default=0.0, metadata=rng(0, 1, hi_open=True, help="dropout on the LoRA input"))
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={
+        "help": "module names to adapt; all-linear = every linear layer of the blocks (not the LM head)"})
+
+
+@dataclass
 class ModelConfig:
     path: str = field(default="", metadata={"help": "required: a local Hugging Face model directory, or 'toy' "
                                                     "(the built-in tiny Qwen2, see the toy section)"})
@@ -28,6 +38,7 @@ class ModelConfig:
         help="packed_sdpa: per-sequence SDPA for packed rows (no [T,T] mask); sdpa: 4-D block mask"))
     use_liger: str = field(default="auto", metadata=choice("auto", "on", "off", help="Liger RMSNorm/RoPE/SwiGLU; auto = on for CUDA"))
     gradient_checkpointing: bool = field(default=True, metadata={"help": "activation checkpointing for long responses"})
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass

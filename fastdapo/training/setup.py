@@ -65,6 +65,7 @@ def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool
 
 
 def build_workspace(cfg: Config, device: torch.device) -> Workspace:
+    from fastdapo.actor.lora import apply_lora
     from fastdapo.models import load_model_and_tokenizer
     from fastdapo.toy.model import toy_model_dir
 
@@ -76,6 +77,7 @@ def build_workspace(cfg: Config, device: torch.device) -> Workspace:
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = True  # generation keeps its KV cache; packing passes use_cache=False itself
+    model = apply_lora(model, cfg.model.lora)  # rank 0: unchanged
     train, evals = build_prompts(cfg, tokenizer)
     return Workspace(model=model.to(device), tokenizer=tokenizer, model_dir=model_dir, train=train, eval=evals)
 

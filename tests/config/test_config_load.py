@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The toy run as it was before defaults became the paper recipe (old configs/toy.yaml + schema
 # defaults, toy keys renamed into their own section): configs/toy.yaml must keep reproducing it.
 OLD_TOY_RUN = {
-    "model": dict(path="toy", dtype="auto", attn_implementation="auto", use_liger="auto", gradient_checkpointing=False),
+    "model": dict(path="toy", dtype="auto", attn_implementation="auto", use_liger="auto", gradient_checkpointing=False,
+                  lora=dict(rank=0, alpha=16.0, dropout=0.0, target_modules=["all-linear"])),
     "toy": dict(hidden_size=128, layers=2, heads=4, sft_steps=1200, sft_lr=1e-3, sft_noise=0.0, sft_format_noise=0.75,
                 cache_dir=".cache/fastdapo", eval_size=256, max_operand=20),
     "data": dict(train_files=[], eval_files=[], max_prompt_length=2048, apply_chat_template=True, shuffle=True),
