@@ -107,11 +107,12 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
     from fastdapo.actor.output_head import UnsupportedModelError
     from fastdapo.checkpoint.store import CheckpointError
     from fastdapo.data import DatasetError
+    from fastdapo.models import TokenizerError
     from fastdapo.training.trainer import train as run_training
 
     try:
         result = run_training(cfg)
-    except (ConfigError, DatasetError, CheckpointError, UnsupportedModelError) as e:  # user errors: one line
+    except (ConfigError, DatasetError, CheckpointError, UnsupportedModelError, TokenizerError) as e:  # one line
         raise click.ClickException(str(e)) from None
     if result.get("acc_before") is not None and result.get("acc_after") is not None:
         click.echo(f"accuracy before -> after: {result['acc_before']:.3f} -> {result['acc_after']:.3f}")

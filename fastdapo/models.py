@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+log = logging.getLogger("fastdapo")
 _GENERIC_FAST = {"TokenizersBackend", "PreTrainedTokenizerFast"}
+
+
+class TokenizerError(ValueError):
+    """A tokenizer the trainer cannot use; the message is one line naming its directory."""
 
 
 def load_tokenizer(path: str | Path):
@@ -17,6 +23,13 @@ def load_tokenizer(path: str | Path):
     cls = json.loads(cfg_file.read_text()).get("tokenizer_class") if cfg_file.exists() else None
     tok = (PreTrainedTokenizerFast if cls in _GENERIC_FAST else AutoTokenizer).from_pretrained(str(path))
     tok.padding_side = "left"
+    if tok.eos_token_id is None:
+        if tok.pad_token_id is None:
+            raise TokenizerError(f"{path}: the tokenizer has neither an EOS nor a pad token; set eos_token "
+                                 "in its tokenizer_config.json")
+        log.warning("%s: the tokenizer has no EOS token: no response can end, every one runs to the length limit "
+                    "and is truncated (nothing to learn from with overlong filtering); set eos_token in its "
+                    "tokenizer_config.json", path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok

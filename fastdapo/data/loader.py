@@ -90,18 +90,19 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open("r", encoding="utf-8") as f:
+    with path.open("rb") as f:
         head = f.read(1 << 12).lstrip()
         f.seek(0)
-        if head.startswith("["):  # a JSON array of rows
+        if head.startswith(b"["):  # a JSON array of rows
             try:
-                rows = json.load(f)
+                rows = json.loads(_decode(f.read(), path, None))
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}: invalid JSON: {exc.msg} (line {exc.lineno})") from exc
             for i, row in enumerate(rows, 1):
                 yield i, _require_object(row, path, i)
             return
-        for lineno, line in enumerate(f, 1):
+        for lineno, raw in enumerate(f, 1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -109,6 +110,16 @@ def _read_json(path: Path) -> Iterator[tuple[int, dict]]:
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}: row {lineno}: invalid JSON: {exc.msg}") from exc
             yield lineno, _require_object(row, path, lineno)
+
+
+def _decode(raw: bytes, path: Path, lineno: int | None) -> str:
+    try:
+        return raw.decode("utf-8-sig" if lineno in (None, 1) else "utf-8")
+    except UnicodeDecodeError as exc:
+        line = lineno if lineno is not None else raw.count(b"\n", 0, exc.start) + 1
+        where = f"row {line}" if lineno is not None else f"line {line}"
+        raise DatasetError(f"{path}: {where}: invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte "
+                           f"{exc.start + 1} (the file must be UTF-8)") from None
 
 
 def _require_object(row: Any, path: Path, n: int) -> dict:

@@ -21,7 +21,7 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
     from transformers import AutoModelForCausalLM
 
     from fastdapo.export import export_to_temp, is_run_or_checkpoint
-    from fastdapo.models import load_tokenizer
+    from fastdapo.models import TokenizerError, load_tokenizer
 
     p = Path(path)
     if not (p / "config.json").is_file() and is_run_or_checkpoint(p):
@@ -41,9 +41,26 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
         torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    tokenizer = load_tokenizer(p)
+    try:
+        tokenizer = load_tokenizer(p)
+    except TokenizerError as e:
+        raise click.ClickException(f"--model {path}: {e}") from None
     model = AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype).to(dev).eval()
     return model, tokenizer
+
+
+def _check_device(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
+    if value.startswith("cuda"):
+        import torch
+
+        index = int(value.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise click.BadParameter(f"{value}: no such CUDA device here")
+    return value
 
 
 def build_eval_engine(model, tokenizer, batch_size: int):
@@ -58,8 +75,10 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Prompt file: .parquet / .jsonl in the verl/DAPO schema, or {problem, answer} jsonl.")
 @click.option("--n", default=32, show_default=True, type=click.IntRange(min=1), help="Samples per problem (k).")
-@click.option("--temperature", default=1.0, show_default=True, type=float)
-@click.option("--top-p", default=0.7, show_default=True, type=float)
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0, 10, min_open=True),
+              help="Sampling temperature, in (0, 10] as rollout.eval_temperature.")
+@click.option("--top-p", default=0.7, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling, in (0, 1] as rollout.eval_top_p.")
 @click.option("--max-new-tokens", default=4096, show_default=True, type=click.IntRange(min=1),
               help="Response length cap (the DAPO paper used 20480).")
 @click.option("--max-prompt-length", default=2048, show_default=True, type=click.IntRange(min=1),
@@ -70,7 +89,8 @@ def build_eval_engine(model, tokenizer, batch_size: int):
               help="Per-problem results (JSONL). Default: eval-<data name>.jsonl in the current directory.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--device", default="auto", show_default=True, callback=lambda ctx, p, v: _check_device(v),
+              help="auto | cpu | cuda | cuda:N")
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(_DTYPES))
 @click.option("--no-chat-template", is_flag=True,
               help="Feed the raw prompt text even if the tokenizer has a chat template.")
@@ -78,7 +98,8 @@ def build_eval_engine(model, tokenizer, batch_size: int):
               help="Reward by name: dapo (the DAPO reference, as in training) or math_verify (lenient equivalence).")
 @click.option("--reward-workers", type=click.IntRange(min=1), default=None,
               help="Answer-equivalence worker processes (default: CPU count, at most 8).")
-@click.option("--reward-timeout", default=5.0, show_default=True, type=float, help="Seconds per answer check.")
+@click.option("--reward-timeout", default=5.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds per answer check.")
 @click.option("--save-responses", is_flag=True, help="Also store every response text in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

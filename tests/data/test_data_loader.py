@@ -188,3 +188,14 @@ def test_read_rows_numbers_jsonl_lines(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"a": 1}\n\n{"a": 2}\n')
     assert [n for n, _ in read_rows(path)] == [1, 3]
+
+
+def test_invalid_utf8_byte_names_file_and_row(tmp_path, tok):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"problem": "1+1?", "answer": "2"}\n{"problem": "caf\xe9", "answer": "3"}\n')
+    with pytest.raises(DatasetError, match=r"latin1.jsonl: row 2: invalid UTF-8 byte 0xe9"):
+        load_prompts(path, tok)
+    array = tmp_path / "array.json"
+    array.write_bytes(b'[{"problem": "1+1?",\n "answer": "\xff"}]')
+    with pytest.raises(DatasetError, match=r"array.json: line 2: invalid UTF-8 byte 0xff"):
+        load_prompts(array, tok)

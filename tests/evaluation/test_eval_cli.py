@@ -82,3 +82,49 @@ def test_eval_attached_to_cli():
 
     ctx = click.Context(main)
     assert "eval" in main.list_commands(ctx) and main.get_command(ctx, "eval") is eval_command
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--temperature", "-0.5", "--temperature"), ("--temperature", "0", "--temperature"),
+    ("--top-p", "0", "--top-p"), ("--top-p", "1.5", "--top-p"), ("--reward-timeout", "0", "--reward-timeout"),
+    ("--device", "gpu", "not one of auto, cpu, cuda"),
+])
+def test_eval_options_are_validated_like_the_config(model_dir, option, value, expected):
+    result = CliRunner().invoke(eval_command, ["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"),
+                                               option, value])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+
+
+def test_tokenizer_without_eos_and_pad_is_one_line(model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "no-eos"
+    shutil.copytree(model_dir, broken)
+    cfg_file = broken / "tokenizer_config.json"
+    tok_cfg = json.loads(cfg_file.read_text())
+    tok_cfg.update(eos_token=None, pad_token=None)
+    cfg_file.write_text(json.dumps(tok_cfg))
+    (broken / "special_tokens_map.json").unlink(missing_ok=True)
+    result = CliRunner().invoke(eval_command, ["--model", str(broken), "--data", str(FIXTURES / "amc-2023.jsonl"),
+                                               "--device", "cpu"])
+    assert result.exit_code == 1 and "neither an EOS nor a pad token" in result.output, result.output
+    assert result.output.count("\n") == 1 and str(broken) in result.output
+
+
+def test_tokenizer_without_eos_warns_with_the_consequence(model_dir, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from fastdapo.models import load_tokenizer
+
+    broken = tmp_path / "no-eos"
+    shutil.copytree(model_dir, broken)
+    cfg_file = broken / "tokenizer_config.json"
+    tok_cfg = json.loads(cfg_file.read_text())
+    tok_cfg.update(eos_token=None)
+    cfg_file.write_text(json.dumps(tok_cfg))
+    (broken / "special_tokens_map.json").unlink(missing_ok=True)
+    with caplog.at_level(logging.WARNING, logger="fastdapo"):
+        tok = load_tokenizer(broken)
+    assert tok.eos_token_id is None and tok.pad_token_id is not None
+    assert "no EOS token" in caplog.text and "truncated" in caplog.text
