@@ -114,8 +114,8 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
         result = run_training(cfg)
     except (ConfigError, DatasetError, CheckpointError, UnsupportedModelError, TokenizerError) as e:  # one line
         raise click.ClickException(str(e)) from None
-    if result.get("acc_before") is not None and result.get("acc_after") is not None:
-        click.echo(f"accuracy before -> after: {result['acc_before']:.3f} -> {result['acc_after']:.3f}")
+    if result.get("acc_summary"):
+        click.echo(result["acc_summary"])
     if result.get("stopped_by"):
         from fastdapo.runtime.signals import EXIT_CODES
 

@@ -24,6 +24,7 @@ from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG
 from fastdapo.checkpoint.selection import choose_checkpoint
 from fastdapo.config import Config, save_config
 from fastdapo.data.prompt_stream import PromptStream
+from fastdapo.observability.health import LearningHealth, describe_change
 from fastdapo.observability.metrics import Timer, rollout_metrics, timing_metrics, token_mean
 from fastdapo.observability.progress import StepProgress, setup_logging
 from fastdapo.observability.runlog import RunLog
@@ -85,6 +86,7 @@ def train(cfg: Config) -> dict:
             runlog.metrics({"step": 0, "eval/acc": acc_before})
 
     last: dict = {}
+    health = LearningHealth()  # warns when steps carry no gradient signal
     with StopSignal() as stop, StepProgress(cfg.run.steps, start=start, enabled=cfg.run.progress) as progress:
         for step in range(start + 1, cfg.run.steps + 1):
             at_start = ckpt.snapshot(step - 1)  # trainer state before this step, should it be abandoned
@@ -130,6 +132,7 @@ def train(cfg: Config) -> dict:
             if ws.eval and (step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0)):
                 last["eval/acc"] = evaluate_accuracy(rollout, ws.eval, cfg)
             runlog.metrics(last)
+            health.observe(step, last)
             runlog.samples(step, outcome.generated)
             progress.update(last)
             # 9. checkpoint: every run.save_every steps, at the end, and before stopping on a signal
@@ -139,11 +142,11 @@ def train(cfg: Config) -> dict:
             if stopping:
                 break
     runlog.close()
+    learned = health.finish()
 
-    acc_after = last.get("eval/acc")
+    acc_after, acc_summary = last.get("eval/acc"), None
     if acc_before is not None and acc_after is not None:
-        log.info("accuracy before -> after: %.3f -> %.3f (%+.1f points, sampled at T=%.2f, %d eval prompts x %d)",
-                 acc_before, acc_after, 100 * (acc_after - acc_before), cfg.rollout.eval_temperature,
-                 len(ws.eval), cfg.rollout.eval_n)
-    return {"acc_before": acc_before, "acc_after": acc_after, "last": last, "run_dir": str(run_dir),
-            "stopped_by": stop.stopping}
+        acc_summary = describe_change(acc_before, acc_after, len(ws.eval))
+        log.info("%s; sampled at T=%.2f, %d per prompt", acc_summary, cfg.rollout.eval_temperature, cfg.rollout.eval_n)
+    return {"acc_before": acc_before, "acc_after": acc_after, "acc_summary": acc_summary, "learned": learned,
+            "last": last, "run_dir": str(run_dir), "stopped_by": stop.stopping}
