@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from fastdapo.config.schema import Config
+from fastdapo.config.vllm_check import vllm_setting_error
 
 _GPU_HINT = "pip install 'fastdapo[gpu]'"
 
@@ -29,10 +30,12 @@ def preflight_errors(cfg: Config) -> list[str]:
     resume = cfg.run.resume
     if resume not in ("auto", "never") and not Path(resume).exists():
         out.append(f"run.resume: {resume} does not exist (use auto, never, or a checkpoint / run directory)")
+    if cfg.rollout.engine == "vllm":  # wrong whether or not vLLM is installed yet
+        out += [e for e in [vllm_setting_error(cfg.rollout.seed_per_prompt)] if e]
     optional = [
         ("model.use_liger", m.use_liger == "on", "liger_kernel", _GPU_HINT),
         ("model.attn_implementation", m.attn_implementation == "flash_attention_2", "flash_attn", _GPU_HINT),
-        ("rollout.engine", cfg.rollout.engine == "vllm", "vllm", _GPU_HINT),
+        ("rollout.engine", cfg.rollout.engine == "vllm", "vllm", "make install-vllm on CPU, pip install vllm on GPU"),
         ("run.tensorboard", cfg.run.tensorboard, "tensorboard", "pip install 'fastdapo[tracking]'"),
         ("run.wandb", cfg.run.wandb, "wandb", "pip install 'fastdapo[tracking]'"),
     ]

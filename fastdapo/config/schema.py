@@ -67,8 +67,9 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    engine: str = field(default="torch", metadata=choice("torch", "hf", "vllm", help="rollout engine: torch = shared-prefill "
-                                                           "KV-cached sampling loop, hf = transformers generate, vllm = GPU extra"))
+    engine: str = field(default="torch", metadata=choice("torch", "hf", "vllm", help=(
+        "rollout engine: torch = shared-prefill KV-cached sampling loop, hf = transformers generate, "
+        "vllm = vLLM (GPU: pip install vllm; CPU: make install-vllm)")))
     n: int = field(default=16, metadata=rng(2, 1024, help="responses per prompt (group size G; a group of one has no advantage)"))
     temperature: float = field(default=1.0, metadata=rng(0, 10, lo_open=True, help="sampling temperature (also used for log-probs)"))
     top_p: float = field(default=1.0, metadata=rng(0, 1, lo_open=True, help="nucleus sampling"))
@@ -80,7 +81,8 @@ class RolloutConfig:
     eval_n: int = field(default=32, metadata=rng(1, 1024, help="samples per eval prompt (avg@k)"))
     eval_temperature: float = field(default=1.0, metadata=rng(0, 10, lo_open=True, help="eval sampling temperature"))
     eval_top_p: float = field(default=0.7, metadata=rng(0, 1, lo_open=True, help="eval nucleus sampling"))
-    gpu_memory_utilization: float = field(default=0.5, metadata=rng(0, 1, lo_open=True, help="vLLM KV-cache share"))
+    gpu_memory_utilization: Optional[float] = field(default=None, metadata=rng(0, 1, lo_open=True, help=(
+        "vLLM KV-cache memory share; null = automatic (0.5 of the GPU on CUDA, 0.1 of host memory on CPU)")))
     tensor_parallel_size: int = field(default=1, metadata=rng(1, 64, help="vLLM tensor parallel size"))
 
 

@@ -77,5 +77,5 @@ class RolloutEngine(ABC):
                  seeds: list[int] | None = None) -> list[Generation]:
         """`seeds` (one per prompt) makes each group's samples independent of batching and world size."""
 
-    def update_weights(self, model: torch.nn.Module) -> None:
+    def update_weights(self, model: torch.nn.Module) -> None:  # noqa: B027 - a no-op default, not abstract
         """Push the trainer's current weights into the engine (no-op when it shares them)."""

@@ -5,10 +5,15 @@ import contextlib
 import dataclasses
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from fastdapo.rollout.base import (Generation, RolloutEngine, SamplingParams, generation_mode, left_pad,
-                                   to_generation)
+from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, generation_mode, left_pad, to_generation
 
 
 class LogprobRecorder(LogitsProcessor):

@@ -10,8 +10,7 @@ import contextlib
 
 import torch
 
-from fastdapo.rollout.base import (Generation, RolloutEngine, SamplingParams, generation_mode, left_pad,
-                                   to_generation)
+from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, generation_mode, left_pad, to_generation
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

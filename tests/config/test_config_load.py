@@ -17,7 +17,7 @@ OLD_TOY_RUN = {
                 cache_dir=".cache/fastdapo", eval_size=256, max_operand=20),
     "data": dict(train_files=[], eval_files=[], max_prompt_length=2048, apply_chat_template=True, shuffle=True),
     "rollout": dict(engine="torch", n=8, temperature=1.0, top_p=1.0, max_response_length=24, batch_size=512,
-                    seed_per_prompt=False, eval_n=4, eval_temperature=1.0, eval_top_p=1.0, gpu_memory_utilization=0.5,
+                    seed_per_prompt=False, eval_n=4, eval_temperature=1.0, eval_top_p=1.0, gpu_memory_utilization=None,
                     tensor_parallel_size=1),
     "algorithm": dict(eps_low=0.2, eps_high=0.28, dual_clip=None, train_batch_size=32, gen_batch_size=48,
                       max_num_gen_batches=4, dynamic_sampling=True, mini_batch_size=8, ppo_epochs=1,

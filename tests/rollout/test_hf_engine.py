@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from fastdapo.rollout.base import SamplingParams
 from fastdapo.rollout.registry import ENGINES, build_engine
