@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from fastdapo.checkpoint.components import HFAssets, Stateful
+from fastdapo.checkpoint.config_changes import apply_learning_rate
 from fastdapo.checkpoint.store import (
     ENGINE_TAG,
     FORMAT,
@@ -135,6 +136,7 @@ class Checkpointer:
         step, err = self._load(path)
         if D.all_reduce([0.0 if err else 1.0], "min")[0] == 0:
             raise CheckpointError(f"loading checkpoint {path} failed: {err or 'on another rank'}")
+        apply_learning_rate(self.engine, self.cfg.optimizer.lr)  # a changed optimizer.lr takes effect
         self.resumed_from, self.last_saved = path, step
         log.info("resumed from %s (step %d)", path, step)
         if step >= self.cfg.run.steps:

@@ -21,6 +21,7 @@ from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.checkpoint.checkpointer import Checkpointer
 from fastdapo.checkpoint.components import GlobalRNG, HFAssets, ShuffleRNG
+from fastdapo.checkpoint.config_changes import review_config_changes
 from fastdapo.checkpoint.selection import choose_checkpoint
 from fastdapo.config import Config, save_config
 from fastdapo.data.prompt_stream import PromptStream
@@ -51,6 +52,7 @@ def train(cfg: Config) -> dict:
     run_dir = Path(cfg.run.output_dir)
     # Decided before anything is written: a checkpoint this run cannot load leaves the directory untouched.
     resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), cfg.distributed.zero_stage)
+    review_config_changes(resume_from, cfg)  # shown as a diff; a setting the checkpoint fixes is refused
     runlog = RunLog(run_dir, cfg)  # the optional TensorBoard / W&B sinks fail here, before any heavy work
 
     ws = build_workspace(cfg, device)
