@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fastdapo-installed
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train test lint bench-kernels bench-packing bench-e2e plot clean gpu-check
+.PHONY: install train test lint toy-weights bench-kernels bench-packing bench-e2e plot clean gpu-check
 
 # PYTHONWARNINGS: setuptools' "Editable installation" notice is advice about folder names, not a problem.
 $(STAMP): pyproject.toml
@@ -56,6 +56,12 @@ bench-e2e: $(STAMP)
 
 gpu-check:  ## on a CUDA machine, no install needed: kernels, acceptance benchmark, toy steps (<= 8 min)
 	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) bench/gpu_check.py $(ARGS)
+
+toy-weights: $(STAMP)  ## rebuild the shipped warm start of the default toy run (fastdapo/toy/weights)
+	rm -rf fastdapo/toy/weights .cache/toy-weights
+	$(PY) -c "import shutil; from fastdapo.config import load_config; from fastdapo.toy.model import toy_model_dir; \
+	d = toy_model_dir(load_config(None, ['toy.cache_dir=.cache/toy-weights'])); \
+	shutil.copytree(d, 'fastdapo/toy/weights/' + d.name)"
 
 plot: $(STAMP)
 	$(VENV)/bin/fastdapo plot runs/toy

@@ -49,6 +49,8 @@ def _mute_deepspeed_shm_print() -> None:
 
     @functools.wraps(build)
     def quiet_build():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return None  # the op speeds up collectives between processes; one process has none to speed up
         from fastdapo.observability.progress import console
 
         waiting = (
