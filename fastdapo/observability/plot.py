@@ -2,7 +2,8 @@
 
 The panels are the curves the DAPO paper watches: reward and accuracy (with the evaluation points),
 response length with the truncated fraction, entropy, mean token probability, how often each side
-of the decoupled clip is active, and the fraction of groups kept by dynamic sampling.
+of the decoupled clip is active, and the fraction of groups kept by dynamic sampling; plus how far the
+rollout engine's log-probs are from the trainer's (``rollout_corr/*``, when the engine records them).
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ PANELS = [
                                         ("clip_frac/high", "high (r > 1+eps_high, A > 0)", "left")]),
     ("filter/kept_groups_frac", [("filter/kept_groups_frac", "kept groups", "left")]),
     ("grad_norm", [("grad_norm", "grad norm", "left")]),
+    ("rollout_corr: engine vs trainer", [("rollout_corr/logp_abs_diff_mean", "mean |delta logp|", "left"),
+                                         ("rollout_corr/kl", "KL (k3)", "left"),
+                                         ("rollout_corr/clip_frac", "frac outside cap", "right")]),
 ]
 PANEL_TITLES = [t for t, _ in PANELS]
 
@@ -58,7 +62,7 @@ def make_figure(rows: list[dict], title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5), squeeze=False)
+    fig, axes = plt.subplots(3, 3, figsize=(17, 12), squeeze=False)
     for ax, (name, curves) in zip(axes.flat, PANELS):
         ax.set_title(name)
         ax.set_xlabel("step")

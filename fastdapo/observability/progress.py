@@ -44,4 +44,6 @@ class StepProgress:
     def update(self, m: dict) -> None:
         info = (f"reward {m['reward/mean']:+.3f}  acc {m['acc/mean']:.3f}  ent {m['entropy/mean']:.3f}  "
                 f"len {m['response_length/mean']:.1f}  kept {m['filter/kept_groups_frac']:.2f}")
+        if "rollout_corr/kl" in m:  # engine vs trainer: should stay near 0 with a matching engine
+            info += f"  |dlogp| {m['rollout_corr/logp_abs_diff_mean']:.3g}  kl {m['rollout_corr/kl']:.2g}"
         self._progress.update(self._task, advance=1, info=info)

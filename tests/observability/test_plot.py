@@ -8,7 +8,7 @@ from fastdapo.cli import main
 from fastdapo.observability.plot import PANEL_TITLES, make_figure, read_metrics, series
 
 EXPECTED = ["reward/mean", "acc/mean", "eval/acc", "response_length/mean", "clip_frac", "entropy/mean",
-            "logprob/mean_prob", "clip_frac/low", "clip_frac/high", "filter/kept_groups_frac"]
+            "logprob/mean_prob", "clip_frac/low", "clip_frac/high", "filter/kept_groups_frac", "rollout_corr"]
 
 
 def write_run(run_dir, steps=12):
@@ -18,7 +18,8 @@ def write_run(run_dir, steps=12):
                      "response_length/mean": 10 + s, "response_length/clip_frac": 0.1,
                      "entropy/mean": 2 - s / steps, "logprob/mean_prob": 0.5 + s / (3 * steps),
                      "clip_frac/low": 0.01, "clip_frac/high": 0.02, "filter/kept_groups_frac": 0.6,
-                     "grad_norm": None if s == 3 else 0.5, "time/step": 1.0})
+                     "grad_norm": None if s == 3 else 0.5, "time/step": 1.0, "rollout_corr/kl": 1e-3,
+                     "rollout_corr/logp_abs_diff_mean": 0.02, "rollout_corr/clip_frac": 0.001})
     rows[-1]["eval/acc"] = 0.5
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "rew')
