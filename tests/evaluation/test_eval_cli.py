@@ -40,6 +40,7 @@ def test_eval_end_to_end(model_dir, tmp_path):
                    "--out", str(out), "--json", "--no-progress", "--device", "cpu"])
     summary = json.loads(res.stdout)
     assert summary["num_problems"] == 3 and summary["k"] == 2 and summary["num_samples"] == 6
+    assert summary["reward"] == "dapo"  # the training default
     assert {"avg@2", "pass@2", "maj@2"} <= set(summary)
     assert summary["avg@2"] == 0.0          # a random model does not solve AIME
     assert 0 < summary["response_length/mean"] <= 6

@@ -81,3 +81,12 @@ def test_evaluate_rejects_ungrouped_engine_output():
     with pytest.raises(RuntimeError, match="contiguous"):
         evaluate(ScriptedEngine(["1"] * 4, [1] * 4, shuffle_groups=True), _records()[:2],
                  SamplingParams(n=2), progress=False)
+
+
+def test_reward_is_chosen_by_name():
+    answers, correct = ["12", "0.5", "7", "1{,}000"], [4, 2, 0, 1]
+    params = SamplingParams(n=4, max_new_tokens=8)
+    strict = evaluate(ScriptedEngine(answers, correct), _records(), params, progress=False)  # default: dapo
+    lenient = evaluate(ScriptedEngine(answers, correct), _records(), params, progress=False, reward="math_verify")
+    # the DAPO reference reward compares normalized strings: "0.5" is not \frac{1}{2} there
+    assert strict["avg@4"] < lenient["avg@4"] == pytest.approx((1 + 0.5 + 0 + 0.25) / 4)
