@@ -36,6 +36,7 @@ COMMANDS = {
 BENCH_COMMANDS = {
     "e2e": "bench.e2e:e2e_command",
     "kernels": "bench.kernels:kernels_command",
+    "lora": "bench.lora:lora_command",
     "packing": "bench.packing:packing_command",
     "reward-fidelity": "bench.reward_fidelity:reward_fidelity_command",
     "rollout": "bench.rollout:rollout_command",
