@@ -10,26 +10,12 @@ from fastdapo.actor.lora import apply_lora, is_lora, merged_named_weights
 from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.config import load_config
-from fastdapo.config.load import ConfigError
 from fastdapo.config.schema import LoraConfig
 from fastdapo.packing.packer import build_packer
 from fastdapo.runtime import distributed as D
 from fastdapo.toy.model import tiny_qwen2
 
 VOCAB = 48
-
-
-@pytest.mark.parametrize("setting, key", [("model.lora.rank=-1", "model.lora.rank"),
-                                          ("model.lora.alpha=0", "model.lora.alpha"),
-                                          ("model.lora.dropout=1.0", "model.lora.dropout"),
-                                          ("model.lora.rnk=4", "model.lora.rnk"),
-                                          ("model.lora.target_modules=[]", "model.lora.target_modules")])
-def test_bad_lora_values_name_the_full_key(setting, key):
-    overrides = [setting] if "target" not in setting else [setting, "model.lora.rank=4"]
-    with pytest.raises(ConfigError) as e:
-        load_config(overrides=overrides)
-    msg = str(e.value)
-    assert key in msg and "\n" not in msg
 
 
 def test_lora_keys_set_from_the_command_line():
@@ -66,7 +52,8 @@ def sequences(n=6):
     return out
 
 
-def test_frozen_head_gets_no_weight_gradient(monkeypatch):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_frozen_head_gets_no_weight_gradient(monkeypatch, checkpointing):
     seen = []
     real = chunked.loss_forward
 
@@ -76,7 +63,10 @@ def test_frozen_head_gets_no_weight_gradient(monkeypatch):
 
     monkeypatch.setattr(chunked, "loss_forward", spy)
     D.init_distributed(torch.device("cpu"), "gloo")
-    model = apply_lora(tiny_qwen2(VOCAB, 32, 2, 4, seed=3), LoraConfig(rank=4))
+    model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+    if checkpointing:  # as the workspace builds it: checkpointing first, then the adapters
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = apply_lora(model, LoraConfig(rank=4))
     cfg = load_config()
     cfg.distributed.zero_stage = 0
     engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu"))

@@ -40,6 +40,11 @@ BAD = [
     (["rollout.max_response_length=500", "algorithm.overlong_buffer_len=8"], "rollout.max_response_length: 500 plus"),
     (["toy.hidden_size=100", "toy.heads=4"], "toy.hidden_size: 100 must be a multiple of 2 * toy.heads"),
     (["toy.hidden_size=160", "toy.heads=5"], "toy.heads: 5 must be 1, 3 or even"),
+    (["model.lora.rnk=4"], "unknown key 'model.lora.rnk' (did you mean 'model.lora.rank'?)"),
+    (["model.lora.rank=-1"], "model.lora.rank: -1 is out of range; allowed [0, 4096]"),
+    (["model.lora.alpha=0"], "model.lora.alpha: 0.0 is out of range; allowed (0, inf]"),
+    (["model.lora.dropout=1"], "model.lora.dropout: 1.0 is out of range; allowed [0, 1)"),
+    (["model.lora.rank=8", "model.lora.target_modules=[]"], "model.lora.target_modules: empty"),
 ]
 
 
@@ -70,7 +75,7 @@ def test_every_rule_is_reached_by_the_table():
             "gen_batch_covers_train_batch": "algorithm.gen_batch_size", "overlong_buffer_fits": "overlong_buffer_len",
             "torch_engine_holds_a_group": "rollout.batch_size", "offload_needs_zero": "distributed.offload",
             "toy_task_has_training_problems": "toy.eval_size", "toy_model_context": "rollout.max_response_length",
-            "toy_heads_shape": "toy.heads"}
+            "toy_heads_shape": "toy.heads", "lora_targets_given": "model.lora.target_modules"}
     assert {r.__name__ for r in RULES} == set(keys)
     assert all(k in messages for k in keys.values())
 
