@@ -97,8 +97,9 @@ class VLLMEngine(RolloutEngine):
         self.gather_context = gather_context or contextlib.nullcontext
         self.weight_chunk_bytes = weight_chunk_bytes
         rank, world = _world()
-        if world > 1:
+        if world > 1:  # each rank's engine is one data-parallel replica of vLLM's, in the trainer's process group
             llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
+            llm_kwargs.setdefault("data_parallel_size", world // tensor_parallel_size)
         try:
             self.llm = vllm.LLM(
                 model=model_path, dtype=s.dtype, gpu_memory_utilization=s.gpu_memory_utilization,
