@@ -72,6 +72,8 @@ def train(cfg: Config) -> dict:
     assets = HFAssets(ws.model.config, ws.tokenizer, getattr(ws.model, "generation_config", None))
     ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
     start = ckpt.resume(resume_from)  # weights, optimizer, LR schedule, prompt stream, every RNG
+    if ckpt.resumed_from:
+        rollout.update_weights(ws.model)  # an engine with its own copy (vLLM) samples from the restored weights
     if D.is_main():  # the run is known to proceed: only now are the earlier run's files replaced
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
