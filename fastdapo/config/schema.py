@@ -38,6 +38,8 @@ class ModelConfig:
         help="packed_sdpa: per-sequence SDPA for packed rows (no [T,T] mask); sdpa: 4-D block mask"))
     use_liger: str = field(default="auto", metadata=choice("auto", "on", "off", help="Liger RMSNorm/RoPE/SwiGLU; auto = on for CUDA"))
     gradient_checkpointing: bool = field(default=True, metadata={"help": "activation checkpointing for long responses"})
+    check_fidelity: bool = field(default=True, metadata={"help": (
+        "before the first rollout, compare the trainer's log-probs with the model's forward (check-model)")})
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 

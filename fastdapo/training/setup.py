@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastdapo.actor.model_support import check_model_support, choose_attention
 from fastdapo.config.schema import Config
 from fastdapo.data.records import PromptRecord
 from fastdapo.packing.attention import PACKED_SDPA, register_attention
@@ -64,6 +65,17 @@ def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool
     return True
 
 
+def exact_attention(model_dir: str, requested: str, resolved: str) -> str:
+    """``resolved``, or the attention the model's config needs for an exact packed path (read before loading)."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    if not (Path(model_dir) / "config.json").exists():
+        return resolved  # the loader names the missing file
+    return choose_attention(AutoConfig.from_pretrained(model_dir), requested, resolved)
+
+
 def build_workspace(cfg: Config, device: torch.device) -> Workspace:
     from fastdapo.actor.lora import apply_lora
     from fastdapo.models import load_model_and_tokenizer
@@ -71,8 +83,11 @@ def build_workspace(cfg: Config, device: torch.device) -> Workspace:
 
     dtype = resolve_dtype(cfg.model.dtype, device)
     model_dir = str(toy_model_dir(cfg)) if cfg.model.path == "toy" else cfg.model.path
-    model, tokenizer = load_model_and_tokenizer(model_dir, dtype=dtype,
-                                                attn_implementation=resolve_attn(cfg.model.attn_implementation, device))
+    requested = cfg.model.attn_implementation
+    attn = exact_attention(model_dir, requested, resolve_attn(requested, device))
+    model, tokenizer = load_model_and_tokenizer(model_dir, dtype=dtype, attn_implementation=attn)
+    # refuses, at load and in one line, what the packed training path would compute inexactly
+    check_model_support(model, attn, cfg.data.max_prompt_length + cfg.rollout.max_response_length)
     apply_liger(model, cfg.model.use_liger, device)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
