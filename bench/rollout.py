@@ -3,7 +3,7 @@
 Models: the built-in warm-started toy Qwen2 and random-init Qwen2s of about 3M and 30M parameters
 (character tokenizer, head size 32, the smallest vLLM's CPU attention runs). Every engine generates
 `--n` samples for each of `--prompts` toy-task prompts at temperature 1.0, top_p 1.0, up to
-`--max-new-tokens` tokens; random-init models rarely emit EOS, so their responses run to the limit.
+`--max-new-tokens` tokens (a response may stop earlier at EOS, so rates are per generated token).
 One short warm-up call per engine is not timed; vLLM's construction time is reported apart.
 
 Run: ``fastdapo bench rollout``; writes ``rollout.csv`` and ``rollout.md`` to ``--out``.
