@@ -57,11 +57,11 @@ bench-e2e: $(STAMP)
 gpu-check:  ## on a CUDA machine, no install needed: kernels, acceptance benchmark, toy steps (<= 8 min)
 	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) bench/gpu_check.py $(ARGS)
 
-toy-weights: $(STAMP)  ## rebuild the shipped warm start of the default toy run (fastdapo/toy/weights)
-	rm -rf fastdapo/toy/weights .cache/toy-weights
+toy-weights: $(STAMP)  ## rebuild the shipped warm start of the default toy run (fastdapo/toy/warm-start)
+	rm -rf fastdapo/toy/warm-start .cache/toy-weights
 	$(PY) -c "import shutil; from fastdapo.config import load_config; from fastdapo.toy.model import toy_model_dir; \
 	d = toy_model_dir(load_config(None, ['toy.cache_dir=.cache/toy-weights'])); \
-	shutil.copytree(d, 'fastdapo/toy/weights/' + d.name)"
+	shutil.copytree(d, 'fastdapo/toy/warm-start/' + d.name)"
 
 plot: $(STAMP)
 	$(VENV)/bin/fastdapo plot runs/toy
