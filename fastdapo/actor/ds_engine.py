@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -93,3 +94,15 @@ def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, de
         ds_cfg = {**ds_cfg, "gradient_clipping": 0.0}
     engine, _, _, _ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
     return engine
+
+
+@contextmanager
+def load_universal(engine):
+    """For one load, the engine reads DeepSpeed's universal checkpoint (config ``checkpoint.load_universal``);
+    the switch is read only while loading, so the engine need not be built with it."""
+    config = engine._config
+    before, config.load_universal_checkpoint = config.load_universal_checkpoint, True
+    try:
+        yield engine
+    finally:
+        config.load_universal_checkpoint = before

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import torch
 
+from fastdapo.actor.ds_engine import load_universal
 from fastdapo.checkpoint.components import HFAssets, Stateful
 from fastdapo.checkpoint.config_changes import apply_learning_rate
+from fastdapo.checkpoint.reshard import (
+    UNIVERSAL_DIR,
+    layout_change,
+    needs_universal,
+    saved_param_groups,
+)
 from fastdapo.checkpoint.store import (
     ENGINE_TAG,
     FORMAT,
@@ -146,18 +153,49 @@ class Checkpointer:
     def _load(self, path: Path) -> tuple[int, str | None]:
         try:
             manifest = read_manifest(path)
-            if int(manifest["world_size"]) != D.world_size():
-                return 0, (f"saved by {manifest['world_size']} process(es), this run has {D.world_size()} "
-                           "(DeepSpeed ZeRO checkpoints need the same data-parallel size)")
-            loaded, _ = self.engine.load_checkpoint(str(path), tag=manifest.get("engine_tag", ENGINE_TAG))
+            tag = manifest.get("engine_tag", ENGINE_TAG)
+            if needs_universal(manifest, D.world_size(), self.engine.zero_optimization_stage()):
+                loaded = self._load_universal(path, tag)
+            else:
+                loaded, _ = self.engine.load_checkpoint(str(path), tag=tag)
             if loaded is None:
                 return 0, "DeepSpeed could not load the engine state"
-            state = _upgrade(torch.load(path / state_file(D.rank()), map_location="cpu", weights_only=True))
+            # The stream position, shuffle RNG and counters are the same on every rank: rank 0's serve any count.
+            same_count = int(manifest["world_size"]) == D.world_size()
+            source = D.rank() if same_count else 0
+            state = _upgrade(torch.load(path / state_file(source), map_location="cpu", weights_only=True))
             missing = sorted(set(self.components) - set(state["components"]))
             if missing:
                 return 0, f"no saved state for {', '.join(missing)}"
         except Exception as e:  # a damaged file can fail in many ways; the caller falls back
             return 0, f"{type(e).__name__}: {e}"
+        step = int(state["step"])
+        change = layout_change(manifest, D.world_size(), self.engine.zero_optimization_stage())
+        if change and D.is_main():
+            log.info("resuming across a layout change (%s) through DeepSpeed's universal checkpoint", change)
+        if not same_count and D.is_main():
+            log.warning("the per-rank sampling random states cannot carry over to another process count: each rank's "
+                        "are seeded from (run.seed, step, rank), so sampled responses differ from a run that kept "
+                        "%s process(es) unless rollout.seed_per_prompt=true", manifest["world_size"])
         for name, component in self.components.items():
-            component.load_state_dict(state["components"][name])
-        return int(state["step"]), None
+            if not same_count and getattr(component, "per_rank", False):
+                component.reseed((self.cfg.run.seed * 1_000_003 + step) * 1009 + D.rank())
+            else:
+                component.load_state_dict(state["components"][name])
+        return step, None
+
+    def _load_universal(self, path: Path, tag: str):
+        """Every rank loads the universal form that `choose_checkpoint` prepared into its own layout."""
+        universal = path / UNIVERSAL_DIR
+        if not (universal / tag).is_dir():
+            raise CheckpointError(f"{universal} is missing (converted when the checkpoint is chosen)")
+        with load_universal(self.engine):
+            loaded, _ = self.engine.load_checkpoint(str(universal), tag=tag)
+        base = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        for group, saved in zip(base.param_groups, saved_param_groups(universal, tag)):
+            group.update(saved)  # weight decay differs between groups; ZeRO-3's loader copies the first's
+        # ZeRO-3's loader gives all groups one shared step tensor, which Adam would advance once per group.
+        for state in base.state.values():
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].clone()
+        return loaded

@@ -45,7 +45,14 @@ def restore_rng(state: dict) -> None:
 
 
 class GlobalRNG:
-    """The process-wide generators (Python, NumPy, torch, CUDA)."""
+    """The process-wide generators (Python, NumPy, torch, CUDA). Each rank's differ (its own samples), so
+    a resume with another process count cannot map them: it seeds them instead (``reseed``)."""
+    per_rank = True
+
+    def reseed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
 
     def state_dict(self) -> dict:
         return capture_rng()

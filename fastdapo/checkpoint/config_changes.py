@@ -24,13 +24,15 @@ FIXED = {
     "toy.": "the checkpoint holds the toy model built with these settings",
     "data.": "the prompt stream's saved position indexes this data",
     "run.seed": "the saved prompt order and random states come from it",
-    "run.output_dir": "it names the run",
     "rollout.n": "the group size is part of the run's algorithm",
     "optimizer.weight_decay": "the restored optimizer state keeps the saved value",
     "optimizer.beta": "the restored optimizer state keeps the saved value",
-    "distributed.": "the checkpoint's shards follow this layout",
+    # distributed.zero_stage and distributed.backend may change: a layout change is converted (reshard.py).
+    "distributed.offload": "the restored optimizer state is not converted between offloaded and resident",
+    "distributed.deepspeed_config": "a user DeepSpeed config can change what the checkpoint's state means",
 }
-_NOT_COMPARED = ("run.resume",)  # how this run was started, not what it does
+# How this run was started and where its directory lies (a run copied or moved elsewhere resumes), not what it does.
+_NOT_COMPARED = ("run.resume", "run.output_dir")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -1,23 +1,26 @@
 """Which checkpoint a run resumes from, decided before the run writes anything to its directory.
 
 Damaged checkpoints (an unfinished or truncated save) are skipped for the previous one, with a
-warning. A complete checkpoint that this run cannot load (another process count or ZeRO stage) is
-refused, never silently replaced by a fresh start: the earlier run's files stay as they are.
+warning. Another process count or ZeRO stage is bridged by DeepSpeed's universal checkpoint (see
+:mod:`fastdapo.checkpoint.reshard`); a complete checkpoint that this run still cannot load (to or from
+ZeRO-0) is refused, never silently replaced by a fresh start: the earlier run's files stay as they are.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from fastdapo.checkpoint.reshard import ensure_universal, layout_change, needs_universal, unconvertible
 from fastdapo.checkpoint.store import (
+    ENGINE_TAG,
     CheckpointError,
     checkpoint_root,
-    incompatibility,
     is_checkpoint_dir,
     list_checkpoints,
     problem,
     read_manifest,
 )
+from fastdapo.runtime import distributed as D
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +56,34 @@ def choose_checkpoint(run_dir: Path, mode: str, world_size: int, zero_stage: int
                 raise CheckpointError(f"run.resume={mode}: checkpoint is unusable: {why}")
             log.warning("checkpoint %s is unusable (%s); trying the previous one", path, why)
             continue
-        why = incompatibility(read_manifest(path), world_size, zero_stage)
+        manifest = read_manifest(path)
+        why = unconvertible(manifest, world_size, zero_stage)
         if why:
             raise CheckpointError(
-                f"cannot resume from {path}: {why}; a DeepSpeed ZeRO checkpoint loads only with the same process "
-                "count and distributed.zero_stage: rerun with those, or start anew in another run.output_dir "
-                "(nothing was written)")
+                f"cannot resume from {path}: {layout_change(manifest, world_size, zero_stage)}: {why}; rerun with "
+                f"ZeRO-{manifest.get('zero_stage')} and {manifest.get('world_size')} process(es), or start anew in "
+                "another run.output_dir (nothing was written)")
+        if needs_universal(manifest, world_size, zero_stage):
+            _prepare_universal(path, manifest, world_size, zero_stage)
         return path
     if paths:
         raise CheckpointError(
             f"no usable checkpoint among the {len(paths)} in {paths[0].parent} (see the warnings above); nothing "
             "was written: move them away to start over, or use another run.output_dir")
     return None
+
+
+def _prepare_universal(path: Path, manifest: dict, world_size: int, zero_stage: int) -> None:
+    """Rank 0 converts the checkpoint for this layout (once, into ``universal/``, atomically); a failure is
+    refused here, before the run writes anything, and leaves the checkpoint as it was."""
+    err = None
+    if D.is_main():
+        try:
+            ensure_universal(path, manifest.get("engine_tag", ENGINE_TAG))
+        except Exception as e:  # a failed conversion removes its temporary files
+            err = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+    if D.all_reduce([0.0 if err else 1.0], "min")[0] == 0:
+        raise CheckpointError(
+            f"cannot resume from {path}: {layout_change(manifest, world_size, zero_stage)}: DeepSpeed's universal "
+            f"checkpoint conversion failed ({err or 'on rank 0'}); rerun with ZeRO-{manifest.get('zero_stage')} and "
+            f"{manifest.get('world_size')} process(es), or start anew in another run.output_dir (nothing was written)")

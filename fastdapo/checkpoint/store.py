@@ -134,15 +134,6 @@ def resolve(path: str | Path, step: int | None = None) -> Path:
     raise FileNotFoundError(f"{path}: no complete checkpoint")
 
 
-def incompatibility(manifest: dict, world_size: int, zero_stage: int) -> str | None:
-    """Why a run with this layout cannot load the checkpoint described by `manifest`, or None."""
-    saved_ws, saved_stage = int(manifest.get("world_size", 1)), manifest.get("zero_stage")
-    if saved_ws != world_size or (saved_stage is not None and int(saved_stage) != zero_stage):
-        return (f"saved by {saved_ws} process(es) with ZeRO-{saved_stage if saved_stage is not None else '?'}, "
-                f"this run has {world_size} with ZeRO-{zero_stage}")
-    return None
-
-
 # --- file system helpers ----------------------------------------------------------------------------
 
 def fsync_tree(path: Path) -> None:

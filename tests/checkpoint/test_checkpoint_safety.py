@@ -26,15 +26,24 @@ def fake_checkpoint(root: Path, step: int, world: int = 1, stage: int = 2) -> Pa
     return d
 
 
-@pytest.mark.parametrize("world, stage", [(1, 2), (2, 3)])
-def test_checkpoint_of_another_layout_is_refused(tmp_path, world, stage):
-    fake_checkpoint(tmp_path / "checkpoints", 4, world=2, stage=2)
+@pytest.mark.parametrize("saved, world, stage", [(2, 1, 0), (2, 2, 0), (0, 1, 0)])
+def test_layout_change_to_or_from_zero0_is_refused(tmp_path, saved, world, stage):
+    fake_checkpoint(tmp_path / "checkpoints", 4, world=2, stage=saved)
     with pytest.raises(C.CheckpointError) as e:
         choose_checkpoint(tmp_path, "auto", world, stage)
     msg = str(e.value)
-    assert "\n" not in msg and "saved by 2 process(es) with ZeRO-2" in msg
-    assert f"this run has {world} with ZeRO-{stage}" in msg
-    assert "another run.output_dir" in msg and "nothing was written" in msg
+    assert "\n" not in msg and f"2 process(es) with ZeRO-{saved} -> {world} with ZeRO-{stage}" in msg
+    assert "ZeRO stages 1-3 only" in msg and "another run.output_dir" in msg and "nothing was written" in msg
+
+
+def test_a_layout_change_that_fails_to_convert_is_refused_and_leaves_the_checkpoint(tmp_path):
+    ckpt = fake_checkpoint(tmp_path / "checkpoints", 4, world=2, stage=2)  # its shards are not real ZeRO files
+    before = {f: f.read_bytes() for f in ckpt.rglob("*") if f.is_file()}
+    with pytest.raises(C.CheckpointError) as e:
+        choose_checkpoint(tmp_path, "auto", 1, 3)
+    msg = str(e.value)
+    assert "\n" not in msg and "universal checkpoint conversion failed" in msg and "nothing was written" in msg
+    assert {f: f.read_bytes() for f in ckpt.rglob("*") if f.is_file()} == before  # no universal/, no temp dir
 
 
 def test_matching_layout_resumes_from_the_newest_complete_checkpoint(tmp_path, caplog):

@@ -25,11 +25,19 @@ def test_changed_lr_and_steps_are_shown(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("override, key", [("rollout.n=4", "rollout.n"), ("run.seed=7", "run.seed"),
-                                           ("optimizer.beta2=0.9", "optimizer.beta2")])
+                                           ("optimizer.beta2=0.9", "optimizer.beta2"),
+                                           ("distributed.offload_optimizer=true", "distributed.offload_optimizer")])
 def test_settings_the_checkpoint_fixes_are_refused(tmp_path, override, key):
     save_config(load_config(), tmp_path / "config.yaml")
     with pytest.raises(CheckpointError, match=rf"with {key} changed \(.+\): set it back"):
         review_config_changes(tmp_path, load_config(None, [override]))
+
+
+def test_zero_stage_may_change(tmp_path):
+    """A changed ZeRO stage is converted through DeepSpeed's universal checkpoint (fastdapo.checkpoint.reshard)."""
+    save_config(load_config(), tmp_path / "config.yaml")
+    changes = review_config_changes(tmp_path, load_config(None, ["distributed.zero_stage=3"]))
+    assert [k for k, _, _ in changes] == ["distributed.zero_stage"]
 
 
 def test_new_learning_rate_reaches_the_restored_schedule():
