@@ -4,6 +4,7 @@ Started in its own process by ``bench.e2e``: ``python -m bench.e2e_fastdapo SPEC
 Step times are the trainer's own ``time/step`` (rollout, reward, old log-probs, update, weight sync;
 evaluation, metrics and checkpoints are outside it), read back from RUN_DIR/metrics.jsonl.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,36 @@ def fastdapo_overrides(spec: dict, run_dir: str) -> list[str]:
     p, g = spec["prompts"], spec["group_size"]
     sets = {
         "model.path": spec["model_dir"],
-        "toy.eval_size": spec["eval_size"], "toy.max_operand": spec["max_operand"],
+        "toy.eval_size": spec["eval_size"],
+        "toy.max_operand": spec["max_operand"],
         "data.shuffle": False,  # prompts in list order, as TRL with shuffle_dataset=False
-        "rollout.n": g, "rollout.max_response_length": spec["max_new_tokens"],
-        "rollout.temperature": 1.0, "rollout.top_p": 1.0, "rollout.batch_size": max(512, p * g),
+        "rollout.n": g,
+        "rollout.max_response_length": spec["max_new_tokens"],
+        "rollout.temperature": 1.0,
+        "rollout.top_p": 1.0,
+        "rollout.batch_size": max(512, p * g),
         "rollout.eval_n": 1,
-        "algorithm.train_batch_size": p, "algorithm.gen_batch_size": p, "algorithm.mini_batch_size": p,
-        "algorithm.dynamic_sampling": False, "algorithm.ppo_epochs": 1,
-        "algorithm.eps_low": 0.2, "algorithm.eps_high": 0.28, "algorithm.overlong_shaping": False,
+        "algorithm.train_batch_size": p,
+        "algorithm.gen_batch_size": p,
+        "algorithm.mini_batch_size": p,
+        "algorithm.dynamic_sampling": False,
+        "algorithm.ppo_epochs": 1,
+        "algorithm.eps_low": 0.2,
+        "algorithm.eps_high": 0.28,
+        "algorithm.overlong_shaping": False,
         "algorithm.overlong_filtering": False,
-        "optimizer.lr": spec["lr"], "optimizer.warmup_steps": 0, "optimizer.weight_decay": 0.1,
+        "optimizer.lr": spec["lr"],
+        "optimizer.warmup_steps": 0,
+        "optimizer.weight_decay": 0.1,
         "optimizer.grad_clip": 1.0,
-        "run.steps": spec["steps"], "run.seed": spec["seed"], "run.device": "cpu", "run.output_dir": run_dir,
-        "run.save_every": 0, "run.progress": False, "run.resume": "never", "run.log_samples_every": 0,
+        "run.steps": spec["steps"],
+        "run.seed": spec["seed"],
+        "run.device": "cpu",
+        "run.output_dir": run_dir,
+        "run.save_every": 0,
+        "run.progress": False,
+        "run.resume": "never",
+        "run.log_samples_every": 0,
         "run.eval_every": 0,
     }
     sets = [f"{k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in sets.items()]
@@ -57,13 +75,27 @@ def run(spec: dict) -> dict:
         if r.get("step", 0) < 1 or "time/step" not in r:
             continue  # the step-0 evaluation line
         tokens = r["throughput/tokens_per_s"] * r["time/step"]
-        steps.append({"step": r["step"], "time/step": r["time/step"],
-                      "time/rollout": r.get("time/rollout", 0.0) + r.get("time/reward", 0.0),
-                      "tokens": round(tokens), "response_length/mean": r.get("response_length/mean"),
-                      "reward/mean": r.get("reward/mean"), **{k: r.get(k) for k in STAGES}})
-    return {"framework": "fastdapo", "steps": steps, "threads": torch.get_num_threads(),
-            "versions": {"deepspeed": __import__("deepspeed").__version__,
-                         "zero_stage": cfg.distributed.zero_stage, "kernel_impl": cfg.algorithm.kernel_impl}}
+        steps.append(
+            {
+                "step": r["step"],
+                "time/step": r["time/step"],
+                "time/rollout": r.get("time/rollout", 0.0) + r.get("time/reward", 0.0),
+                "tokens": round(tokens),
+                "response_length/mean": r.get("response_length/mean"),
+                "reward/mean": r.get("reward/mean"),
+                **{k: r.get(k) for k in STAGES},
+            }
+        )
+    return {
+        "framework": "fastdapo",
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "versions": {
+            "deepspeed": __import__("deepspeed").__version__,
+            "zero_stage": cfg.distributed.zero_stage,
+            "kernel_impl": cfg.algorithm.kernel_impl,
+        },
+    }
 
 
 def main(argv: list[str]) -> None:

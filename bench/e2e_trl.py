@@ -5,6 +5,7 @@ Per-step wall time is taken by a callback between ``on_step_begin`` and ``on_ste
 reward, advantages, forward/backward and the optimizer step; TRL's logging comes after and is not
 counted). Generation + reward is also timed on its own by wrapping the trainer's batch builder.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,18 +29,33 @@ def grpo_config_kwargs(spec: dict, output_dir: str) -> dict:
         gradient_accumulation_steps=1,
         generation_batch_size=per_step,
         num_iterations=1,
-        temperature=1.0, top_p=1.0, top_k=0,
-        beta=0.0, epsilon=0.2, epsilon_high=0.28,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=0.0,
+        epsilon=0.2,
+        epsilon_high=0.28,
         scale_rewards="group",
         mask_truncated_completions=False,
-        learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0,
-        weight_decay=0.1, max_grad_norm=1.0, adam_beta1=0.9, adam_beta2=0.999,
-        use_cpu=True, bf16=False, fp16=False,
+        learning_rate=spec["lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.1,
+        max_grad_norm=1.0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
         gradient_checkpointing=False,  # GRPOConfig turns it on by default; fastdapo's toy run has it off
-        shuffle_dataset=False,         # both sides take the prompts in the same order
+        shuffle_dataset=False,  # both sides take the prompts in the same order
         max_steps=spec["steps"],
-        logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
-        log_completions=False, dataloader_num_workers=0,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        log_completions=False,
+        dataloader_num_workers=0,
         seed=spec["seed"],
     )
 
@@ -95,8 +111,14 @@ def run(spec: dict) -> dict:
     dataset = Dataset.from_list(toy_prompt_rows(spec, tokenizer))
     work = Path(spec["work_dir"]) / "trl"
     timer = _step_timer()
-    trainer = GRPOTrainer(model=model, reward_funcs=dapo_reward, args=build_grpo_config(spec, str(work)),
-                          train_dataset=dataset, processing_class=tokenizer, callbacks=[timer])
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=dapo_reward,
+        args=build_grpo_config(spec, str(work)),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[timer],
+    )
     rollout_times: list[float] = []
     generate = trainer._generate_and_score_completions
 
@@ -113,12 +135,23 @@ def run(spec: dict) -> dict:
     for i, dt in enumerate(timer.times):
         h = logs[i] if i < len(logs) else {}
         rollout = rollout_times[i] if i < len(rollout_times) else None
-        steps.append({"step": i + 1, "time/step": dt, "time/rollout": rollout,
-                      "tokens": timer.tokens[i], "response_length/mean": h.get("completions/mean_length"),
-                      "reward/mean": h.get("reward")})
-    return {"framework": "trl", "steps": steps, "threads": torch.get_num_threads(),
-            "checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
-            "versions": {"trl": __import__("trl").__version__, "transformers": __import__("transformers").__version__}}
+        steps.append(
+            {
+                "step": i + 1,
+                "time/step": dt,
+                "time/rollout": rollout,
+                "tokens": timer.tokens[i],
+                "response_length/mean": h.get("completions/mean_length"),
+                "reward/mean": h.get("reward"),
+            }
+        )
+    return {
+        "framework": "trl",
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
+        "versions": {"trl": __import__("trl").__version__, "transformers": __import__("transformers").__version__},
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -36,8 +36,9 @@ def _prepare_imports(cpu: bool):
     except ImportError:
         init = ROOT / "kernels" / "__init__.py"
         if init.exists():  # not installed: load the folder under its package name
-            spec = importlib.util.spec_from_file_location("fastdapo_kernels", init,
-                                                          submodule_search_locations=[str(init.parent)])
+            spec = importlib.util.spec_from_file_location(
+                "fastdapo_kernels", init, submodule_search_locations=[str(init.parent)]
+            )
             module = importlib.util.module_from_spec(spec)
             sys.modules["fastdapo_kernels"] = module
             spec.loader.exec_module(module)
@@ -54,8 +55,11 @@ def _environment(torch, device) -> list[str]:
         except PackageNotFoundError:
             libs.append(f"{name} absent")
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}"
-    return [f"Device: {dev}; Python {platform.python_version()}, torch {torch.__version__}, " + ", ".join(libs)
-            + (", TRITON_INTERPRET=1" if os.environ.get("TRITON_INTERPRET") == "1" else "")]
+    return [
+        f"Device: {dev}; Python {platform.python_version()}, torch {torch.__version__}, "
+        + ", ".join(libs)
+        + (", TRITON_INTERPRET=1" if os.environ.get("TRITON_INTERPRET") == "1" else "")
+    ]
 
 
 def run_parts(selected, device, budget, cpu, min_left):
@@ -94,6 +98,7 @@ def _free(device):
     import gc
 
     import torch
+
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -73,13 +73,15 @@ def _providers(batch):
         except Unavailable as exc:
             out[name] = str(exc)
     b = batch  # ours on CPU too (Triton interpreter), which the shared provider refuses
-    out["triton"] = lambda: K.fused_linear_dapo_loss(b.hidden, b.weight, b.targets, b.old_logprobs,
-                                                     b.advantages, b.mask, EPS_LOW, EPS_HIGH, impl="triton")[0]
+    out["triton"] = lambda: K.fused_linear_dapo_loss(
+        b.hidden, b.weight, b.targets, b.old_logprobs, b.advantages, b.mask, EPS_LOW, EPS_HIGH, impl="triton"
+    )[0]
     return out
 
 
 def _guarded(fn):
     """measure_interleaved records RuntimeError/MemoryError per provider; make any failure one."""
+
     def run():
         try:
             return fn()
@@ -87,6 +89,7 @@ def _guarded(fn):
             raise
         except Exception as exc:
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
     return run
 
 
@@ -128,15 +131,33 @@ def verdicts(step: dict, mm_tflops: float):
 
     naive, liger = step.get("naive"), step.get("liger")
     return [
-        verdict(">= 2x faster than Liger chunked GRPO", ["triton", "liger"], lambda: liger[0] >= 2 * ours[0],
-                lambda: f"ours {ours[0]:.1f} ms vs liger {liger[0]:.1f} ms ({liger[0] / ours[0]:.2f}x)"),
-        verdict("no slower than naive", ["triton", "naive"], lambda: ours[0] <= naive[0],
-                lambda: f"ours {ours[0]:.1f} ms vs naive {naive[0]:.1f} ms"),
-        verdict("extra memory <= 2% of naive", ["triton", "naive"], lambda: ours[1] <= 0.02 * naive[1],
-                lambda: f"ours {ours[1]:.1f} MiB vs naive {naive[1]:.1f} MiB"
-                + (f" ({100 * ours[1] / naive[1]:.2f}%)" if naive[1] > 0 else "")),
-        verdict("TFLOP/s >= 60% of matmul", ["triton"], lambda: ours[2] >= 0.6 * mm_tflops,
-                lambda: f"ours {ours[2]:.1f} vs matmul {mm_tflops:.1f} TFLOP/s ({100 * ours[2] / mm_tflops:.0f}%)"),
+        verdict(
+            ">= 2x faster than Liger chunked GRPO",
+            ["triton", "liger"],
+            lambda: liger[0] >= 2 * ours[0],
+            lambda: f"ours {ours[0]:.1f} ms vs liger {liger[0]:.1f} ms ({liger[0] / ours[0]:.2f}x)",
+        ),
+        verdict(
+            "no slower than naive",
+            ["triton", "naive"],
+            lambda: ours[0] <= naive[0],
+            lambda: f"ours {ours[0]:.1f} ms vs naive {naive[0]:.1f} ms",
+        ),
+        verdict(
+            "extra memory <= 2% of naive",
+            ["triton", "naive"],
+            lambda: ours[1] <= 0.02 * naive[1],
+            lambda: (
+                f"ours {ours[1]:.1f} MiB vs naive {naive[1]:.1f} MiB"
+                + (f" ({100 * ours[1] / naive[1]:.2f}%)" if naive[1] > 0 else "")
+            ),
+        ),
+        verdict(
+            "TFLOP/s >= 60% of matmul",
+            ["triton"],
+            lambda: ours[2] >= 0.6 * mm_tflops,
+            lambda: f"ours {ours[2]:.1f} vs matmul {mm_tflops:.1f} TFLOP/s ({100 * ours[2] / mm_tflops:.0f}%)",
+        ),
     ]
 
 
@@ -160,14 +181,24 @@ def run_benchmark_check(result: PartResult, device, budget: Budget, cpu: bool):
         result.add(item, "tflops", tflops)
         if pass_name == "step":
             step[name] = (seconds * 1e3, extra, tflops)
-        table.append([name, pass_name, f"{seconds * 1e3:.2f}", f"{peak / 2**20:.1f}",
-                      f"{extra:.1f}" if pass_name == "step" else "", f"{tflops:.2f}"])
+        table.append(
+            [
+                name,
+                pass_name,
+                f"{seconds * 1e3:.2f}",
+                f"{peak / 2**20:.1f}",
+                f"{extra:.1f}" if pass_name == "step" else "",
+                f"{tflops:.2f}",
+            ]
+        )
     for name, why in skipped.items():
         result.add(name, "skipped", why)
         table.append([name, "-", "", "", "", why[:100]])
-    result.lines.append(f"N={n}, H={hdim}, V={vocab}, bf16, median of {reps} reps after {warmup} warm-up, "
-                        f"{len(seeds)} input set(s); plain bf16 matmul of 6NHV FLOPs: **{mm:.1f} TFLOP/s**. "
-                        "TFLOP/s of fwd/bwd use nominal 2NHV/4NHV (torch and liger compute the gradient in fwd).")
+    result.lines.append(
+        f"N={n}, H={hdim}, V={vocab}, bf16, median of {reps} reps after {warmup} warm-up, "
+        f"{len(seeds)} input set(s); plain bf16 matmul of 6NHV FLOPs: **{mm:.1f} TFLOP/s**. "
+        "TFLOP/s of fwd/bwd use nominal 2NHV/4NHV (torch and liger compute the gradient in fwd)."
+    )
     result.lines.append("Extra memory (step) = peak allocated during fwd+bwd above the inputs, minus dH and dW.")
     result.lines += md_table(["provider", "pass", "ms", "peak MiB", "extra MiB", "TFLOP/s"], table)
     twin = " (CPU twin: tiny shape, NOT the GPU acceptance)" if cpu else ""

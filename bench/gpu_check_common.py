@@ -53,9 +53,16 @@ class PartResult:
         """One CSV row; ``ok=False`` marks the part failed."""
         if ok is False and self.status == "pass":
             self.status = "fail"
-        self.rows.append({"part": self.name, "item": item, "metric": metric,
-                          "value": _fmt(value), "ok": "" if ok is None else str(bool(ok)),
-                          "detail": detail})
+        self.rows.append(
+            {
+                "part": self.name,
+                "item": item,
+                "metric": metric,
+                "value": _fmt(value),
+                "ok": "" if ok is None else str(bool(ok)),
+                "detail": detail,
+            }
+        )
 
 
 def _fmt(value):

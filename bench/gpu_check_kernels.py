@@ -34,13 +34,22 @@ def _case(n, hdim, vocab, dtype, device, seed):
     adv = torch.where(torch.rand(n, generator=gen) < 0.15, 0.0, adv)
     mask = torch.rand(n, generator=gen) >= 0.25
     mask[0] = True
-    extra = {"bias": 0.5 * torch.randn(vocab, generator=gen),
-             "rollout_logprobs": (old + 0.2 * torch.randn(n, generator=gen)).float()}
+    extra = {
+        "bias": 0.5 * torch.randn(vocab, generator=gen),
+        "rollout_logprobs": (old + 0.2 * torch.randn(n, generator=gen)).float(),
+    }
     to = dict(device=device)
-    return (dict(hidden=hidden.to(dtype=dtype, **to), weight=weight.to(dtype=dtype, **to),
-                 targets=targets.to(**to), old_logprobs=old.to(**to), advantages=adv.to(**to),
-                 mask=mask.to(**to)),
-            {k: v.to(**to) for k, v in extra.items()})
+    return (
+        dict(
+            hidden=hidden.to(dtype=dtype, **to),
+            weight=weight.to(dtype=dtype, **to),
+            targets=targets.to(**to),
+            old_logprobs=old.to(**to),
+            advantages=adv.to(**to),
+            mask=mask.to(**to),
+        ),
+        {k: v.to(**to) for k, v in extra.items()},
+    )
 
 
 # label -> option kwargs (a value, or a callable(extra tensors, dtype) -> value)
@@ -65,8 +74,7 @@ def available_options() -> dict[str, dict]:
     options = {label: kw for label, kw in OPTIONS.items() if all(k in params for k in kw)}
     if all(k in params for k in ROLLOUT):  # one case per rollout-correction mode the package lists
         modes = getattr(kernels_submodule("dapo_math"), "ROLLOUT_MODES", ())
-        options.update({f"rollout_correction={m}": dict(ROLLOUT, rollout_correction=m)
-                        for m in modes if m != "none"})
+        options.update({f"rollout_correction={m}": dict(ROLLOUT, rollout_correction=m) for m in modes if m != "none"})
     return options
 
 
@@ -80,8 +88,10 @@ def _run(fn, inputs, kw, compute64=False):
     h = cast(inputs["hidden"]).requires_grad_(True)
     w = cast(inputs["weight"]).requires_grad_(True)
     args = dict(inputs, hidden=h, weight=w)
-    kw = {k: (v.double() if compute64 and torch.is_tensor(v) and v.is_floating_point() and k == "bias" else v)
-          for k, v in kw.items()}
+    kw = {
+        k: (v.double() if compute64 and torch.is_tensor(v) and v.is_floating_point() and k == "bias" else v)
+        for k, v in kw.items()
+    }
     loss, stats = fn(**{**args, **kw})
     loss.backward()
     return loss, stats, h.grad, w.grad
@@ -95,8 +105,9 @@ def _oracle(inputs, kw):
     kw = dict(kw)
     if kw.get("old_logprobs", 0) is None:  # on-policy: the oracle gets its own log-probs as old
         with torch.no_grad():
-            lp = ref.reference_logprobs(inputs["hidden"], inputs["weight"], inputs["targets"],
-                                        kw.get("temperature", 1.0), torch.float64)[0]
+            lp = ref.reference_logprobs(
+                inputs["hidden"], inputs["weight"], inputs["targets"], kw.get("temperature", 1.0), torch.float64
+            )[0]
         inputs = dict(inputs, old_logprobs=lp.float())
         kw.pop("old_logprobs")
     if all(k in ref_params for k in kw):
@@ -113,10 +124,13 @@ def _errors(ours, ref):
     def rel(a, b):
         return ((a.double() - b.double()).abs().max() / (b.double().abs().max() + 1e-12)).item()
 
-    err = {"loss_rel": abs(loss.item() - r_loss.item()) / max(abs(r_loss.item()), 1e-3),
-           "logprobs_abs": (stats["logprobs"].double() - r_stats["logprobs"].double()).abs().max().item(),
-           "entropy_abs": (stats["entropy"].double() - r_stats["entropy"].double()).abs().max().item(),
-           "dH_rel": rel(dh, r_dh), "dW_rel": rel(dw, r_dw)}
+    err = {
+        "loss_rel": abs(loss.item() - r_loss.item()) / max(abs(r_loss.item()), 1e-3),
+        "logprobs_abs": (stats["logprobs"].double() - r_stats["logprobs"].double()).abs().max().item(),
+        "entropy_abs": (stats["entropy"].double() - r_stats["entropy"].double()).abs().max().item(),
+        "dH_rel": rel(dh, r_dh),
+        "dW_rel": rel(dw, r_dw),
+    }
     return err, math.isfinite(loss.item())
 
 
@@ -135,9 +149,11 @@ def run_kernel_check(result: PartResult, device, budget: Budget, cpu: bool):
     missing = [label for label in OPTIONS if label not in options]
     if not any(label.startswith("rollout_correction") for label in options):
         missing.append("rollout_correction")
-    result.lines.append(f"Shape N={n}, H={hdim}, V={vocab}; oracle: float64 full logits. "
-                        f"Options checked: {', '.join(options)}."
-                        + (f" Not in this kernels version: {', '.join(missing)}." if missing else ""))
+    result.lines.append(
+        f"Shape N={n}, H={hdim}, V={vocab}; oracle: float64 full logits. "
+        f"Options checked: {', '.join(options)}."
+        + (f" Not in this kernels version: {', '.join(missing)}." if missing else "")
+    )
     table = []
     for dtype in (torch.float32, torch.bfloat16):
         atol, rtol = TOLERANCES[dtype]
@@ -152,12 +168,20 @@ def run_kernel_check(result: PartResult, device, budget: Budget, cpu: bool):
                 result.add(item, "error", f"{type(exc).__name__}: {str(exc)[:200]}", ok=False)
                 table.append([item, "ERROR", f"{type(exc).__name__}: {str(exc)[:100]}", "", "", "", ""])
                 continue
-            ok = (finite and err["loss_rel"] <= rtol and err["logprobs_abs"] <= atol
-                  and err["entropy_abs"] <= atol and err["dH_rel"] <= rtol and err["dW_rel"] <= rtol)
+            ok = (
+                finite
+                and err["loss_rel"] <= rtol
+                and err["logprobs_abs"] <= atol
+                and err["entropy_abs"] <= atol
+                and err["dH_rel"] <= rtol
+                and err["dW_rel"] <= rtol
+            )
             for metric, value in err.items():
                 result.add(item, metric, value, ok=ok if metric == "dW_rel" else None, detail=oracle)
-            table.append([item, "ok" if ok else "FAIL", oracle] + [f"{err[k]:.2e}" for k in
-                                                                  ("loss_rel", "logprobs_abs", "dH_rel", "dW_rel")])
+            table.append(
+                [item, "ok" if ok else "FAIL", oracle]
+                + [f"{err[k]:.2e}" for k in ("loss_rel", "logprobs_abs", "dH_rel", "dW_rel")]
+            )
         _check_logprobs(result, table, inputs, dtype, atol)
     result.lines += md_table(["case", "verdict", "oracle", "loss rel", "logp abs", "dH rel", "dW rel"], table)
     bad = [r[0] for r in table if r[1] != "ok"]
@@ -169,8 +193,7 @@ def _check_logprobs(result, table, inputs, dtype, atol):
     K, ref = kernels_module(), kernels_submodule("reference")
     item = f"{str(dtype)[6:]} linear_logprobs"
     lp, ent = K.linear_logprobs(inputs["hidden"], inputs["weight"], inputs["targets"], impl="triton")
-    r_lp, r_ent, _ = ref.reference_logprobs(inputs["hidden"], inputs["weight"], inputs["targets"], 1.0,
-                                            torch.float64)
+    r_lp, r_ent, _ = ref.reference_logprobs(inputs["hidden"], inputs["weight"], inputs["targets"], 1.0, torch.float64)
     e_lp = (lp.double() - r_lp).abs().max().item()
     e_ent = (ent.double() - r_ent).abs().max().item()
     ok = e_lp <= atol and e_ent <= atol

@@ -15,12 +15,27 @@ def write_report(out: Path, results, environment: list[str], titles: dict, elaps
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         for r in results:
-            writer.writerow({"part": r.name, "item": "part", "metric": "status", "value": r.status,
-                             "ok": str(r.status == "pass"), "detail": f"{r.seconds:.1f} s"})
+            writer.writerow(
+                {
+                    "part": r.name,
+                    "item": "part",
+                    "metric": "status",
+                    "value": r.status,
+                    "ok": str(r.status == "pass"),
+                    "detail": f"{r.seconds:.1f} s",
+                }
+            )
             writer.writerows(r.rows)
     mode = "CPU twin (Triton interpreter, tiny shapes)" if cpu else "GPU"
-    lines = [f"# GPU check: {mode}", "", *environment, f"Total {elapsed:.0f} s.", "", "| part | status | s |",
-             "|---|---|---|"]
+    lines = [
+        f"# GPU check: {mode}",
+        "",
+        *environment,
+        f"Total {elapsed:.0f} s.",
+        "",
+        "| part | status | s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r.name}: {titles[r.name]} | {r.status} | {r.seconds:.1f} |" for r in results]
     for r in results:
         lines += ["", f"## ({r.name}) {titles[r.name]}: {r.status}", "", *r.lines]

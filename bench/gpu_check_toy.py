@@ -44,10 +44,20 @@ def build_model(device, dtype, attn: str, hidden: int):
 
     torch.manual_seed(0)
     vocab = 128  # covers the codec; a multiple of 64 like real vocabularies
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=False, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=EOS,
-                      attn_implementation=attn)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=EOS,
+        attn_implementation=attn,
+    )
     return Qwen2ForCausalLM(cfg).to(device=device, dtype=dtype)
 
 
@@ -60,8 +70,8 @@ def sample(model, prompts: torch.Tensor, max_new: int, gen: torch.Generator) -> 
         nxt = torch.multinomial(torch.softmax(logits, -1).cpu(), 1, generator=gen).to(ids.device)
         ids = torch.cat([ids, nxt], 1)
     out = []
-    for row in ids[:, prompts.shape[1]:].tolist():
-        out.append(row[:row.index(EOS) + 1] if EOS in row else row)
+    for row in ids[:, prompts.shape[1] :].tolist():
+        out.append(row[: row.index(EOS) + 1] if EOS in row else row)
     return out
 
 
@@ -100,8 +110,9 @@ def toy_step(model, opt, rng, gen, prompts_per_step, group, packed, max_new):
     model.eval()
     responses = sample(model, prompts, max_new, gen)
     seqs = [encode(t) + r for t, r in zip(texts, responses)]
-    rewards = torch.tensor([reward(decode(r), a + b) for r, (a, b) in
-                            zip(responses, [p for p in problems for _ in range(group)])])
+    rewards = torch.tensor(
+        [reward(decode(r), a + b) for r, (a, b) in zip(responses, [p for p in problems for _ in range(group)])]
+    )
     grouped = rewards.view(prompts_per_step, group)
     seq_adv = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-6)).view(-1)
     lengths = [len(r) for r in responses]
@@ -121,12 +132,17 @@ def toy_step(model, opt, rng, gen, prompts_per_step, group, packed, max_new):
     opt.step()
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
-    return {"loss": loss.item(), "grad_norm": grad_norm, "reward_mean": rewards.mean().item(),
-            "tokens": int(targets.numel()), "nonzero_adv_frac": (adv != 0).float().mean().item(),
-            "old_vs_update": (old - stats["logprobs"]).abs().max().item(),
-            "same_hidden": (same_hidden - stats["logprobs"]).abs().max().item(),
-            "clip_frac": (stats["clip_frac_low"] + stats["clip_frac_high"]).item(),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "loss": loss.item(),
+        "grad_norm": grad_norm,
+        "reward_mean": rewards.mean().item(),
+        "tokens": int(targets.numel()),
+        "nonzero_adv_frac": (adv != 0).float().mean().item(),
+        "old_vs_update": (old - stats["logprobs"]).abs().max().item(),
+        "same_hidden": (same_hidden - stats["logprobs"]).abs().max().item(),
+        "clip_frac": (stats["clip_frac_low"] + stats["clip_frac_high"]).item(),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def run_toy_check(result: PartResult, device, budget: Budget, cpu: bool):
@@ -136,9 +152,11 @@ def run_toy_check(result: PartResult, device, budget: Budget, cpu: bool):
     model = build_model(device, torch.bfloat16, attn, hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng, gen = random.Random(0), torch.Generator().manual_seed(0)
-    result.lines.append(f"{steps} step(s), {prompts_per_step} prompts x {group} samples, tiny Qwen2 (H={hidden}, "
-                        f"2 layers) bf16 on {device.type}, attention **{attn}** "
-                        f"({'packed varlen' if packed else 'right-padded'}), fused loss impl=triton, AdamW.")
+    result.lines.append(
+        f"{steps} step(s), {prompts_per_step} prompts x {group} samples, tiny Qwen2 (H={hidden}, "
+        f"2 layers) bf16 on {device.type}, attention **{attn}** "
+        f"({'packed varlen' if packed else 'right-padded'}), fused loss impl=triton, AdamW."
+    )
     table = []
     for i in range(steps):
         if budget.left() < 0:
@@ -150,10 +168,34 @@ def run_toy_check(result: PartResult, device, budget: Budget, cpu: bool):
             result.add(f"step {i}", k, v)
         result.add(f"step {i}", "finite", finite, ok=finite)
         result.add(f"step {i}", "on_policy_logprobs", on_policy, ok=on_policy, detail=f"tol {LOGPROB_TOL}")
-        table.append([i, f"{s['loss']:.4g}", f"{s['grad_norm']:.3g}", f"{s['reward_mean']:.2f}", s["tokens"],
-                      f"{s['old_vs_update']:.1e}", f"{s['same_hidden']:.1e}", f"{s['clip_frac']:.3f}",
-                      f"{s['seconds']:.2f}", "ok" if finite and on_policy else "FAIL"])
-    result.lines += md_table(["step", "loss", "grad norm", "reward", "tokens", "|old-new| logp",
-                              "|linear_logprobs-stats| logp", "clip frac", "s", "verdict"], table)
+        table.append(
+            [
+                i,
+                f"{s['loss']:.4g}",
+                f"{s['grad_norm']:.3g}",
+                f"{s['reward_mean']:.2f}",
+                s["tokens"],
+                f"{s['old_vs_update']:.1e}",
+                f"{s['same_hidden']:.1e}",
+                f"{s['clip_frac']:.3f}",
+                f"{s['seconds']:.2f}",
+                "ok" if finite and on_policy else "FAIL",
+            ]
+        )
+    result.lines += md_table(
+        [
+            "step",
+            "loss",
+            "grad norm",
+            "reward",
+            "tokens",
+            "|old-new| logp",
+            "|linear_logprobs-stats| logp",
+            "clip frac",
+            "s",
+            "verdict",
+        ],
+        table,
+    )
     ok = sum(r[-1] == "ok" for r in table)
     result.summary.append(f"{ok}/{len(table)} steps finite and on-policy; attention {attn}")

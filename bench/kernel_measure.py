@@ -89,8 +89,7 @@ def _measure_once(device, run, prepare=None):
 
 
 def _grad_bytes(batch):
-    return sum(t.grad.numel() * t.grad.element_size()
-               for t in (batch.hidden, batch.weight) if t.grad is not None)
+    return sum(t.grad.numel() * t.grad.element_size() for t in (batch.hidden, batch.weight) if t.grad is not None)
 
 
 def measure_once(loss_fn, batch, pass_name):

@@ -48,8 +48,13 @@ def liger(batch: Batch):
     if n % seq:
         raise Unavailable(f"N={n} is not a multiple of the sequence length {seq}")
     loss_mod = LigerFusedLinearGRPOLoss(
-        beta=0.0, compiled=b.hidden.is_cuda, use_ref_model=False, epsilon_low=EPS_LOW,
-        epsilon_high=EPS_HIGH, loss_type="dapo")
+        beta=0.0,
+        compiled=b.hidden.is_cuda,
+        use_ref_model=False,
+        epsilon_low=EPS_LOW,
+        epsilon_high=EPS_HIGH,
+        loss_type="dapo",
+    )
     x = b.hidden.view(n // seq, seq, hdim)
     ids = b.targets.view(n // seq, seq)
     attn = b.mask.view(n // seq, seq).to(b.hidden.dtype)
@@ -63,9 +68,10 @@ def _ours(impl):
         b = batch
         if impl == "triton" and not b.hidden.is_cuda:
             raise Unavailable("the triton provider needs a CUDA device")
-        return lambda: fused_linear_dapo_loss(b.hidden, b.weight, b.targets, b.old_logprobs,
-                                              b.advantages, b.mask, EPS_LOW, EPS_HIGH,
-                                              impl=impl)[0]
+        return lambda: fused_linear_dapo_loss(
+            b.hidden, b.weight, b.targets, b.old_logprobs, b.advantages, b.mask, EPS_LOW, EPS_HIGH, impl=impl
+        )[0]
+
     return make
 
 

@@ -11,14 +11,20 @@ PRESETS = {
     "smoke": [(64, 64, 1000), (128, 64, 5003)],
     # the first CPU shape is the acceptance shape
     "cpu": [(1024, 512, 151936), (256, 512, 151936), (1024, 512, 32768)],
-    "gpu": [(4096, 4096, 151936), (16384, 4096, 151936), (4096, 5120, 151936),
-            (16384, 5120, 151936), (8192, 4096, 131072), (16384, 4096, 32768)],
+    "gpu": [
+        (4096, 4096, 151936),
+        (16384, 4096, 151936),
+        (4096, 5120, 151936),
+        (16384, 5120, 151936),
+        (8192, 4096, 131072),
+        (16384, 4096, 32768),
+    ],
 }
 SEQ_LEN = 256  # tokens per sequence when a provider wants [B, T, H]
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
-    """"1024x512x151936,256x512x32000" -> [(1024, 512, 151936), (256, 512, 32000)]."""
+    """ "1024x512x151936,256x512x32000" -> [(1024, 512, 151936), (256, 512, 32000)]."""
     shapes = []
     for item in text.split(","):
         n, h, v = (int(x) for x in item.lower().split("x"))
@@ -61,5 +67,4 @@ def make_batch(n, hdim, vocab, dtype, device, valid_frac=1.0, seed=0) -> Batch:
     adv = seq_adv.repeat_interleave(seq)[:n].to(device)
     mask = (torch.rand(n, generator=gen) < valid_frac).to(device)
     mask[0] = True
-    return Batch(hidden.requires_grad_(True), weight.requires_grad_(True), targets, old, adv,
-                 mask, seq)
+    return Batch(hidden.requires_grad_(True), weight.requires_grad_(True), targets, old, adv, mask, seq)

@@ -27,14 +27,37 @@ from .kernel_providers import GRAD_IN_FORWARD, PROVIDERS, Unavailable
 from .kernel_shapes import PRESETS, make_batch, parse_shapes
 
 PASS_FLOPS = {"fwd": 2, "bwd": 4, "step": 6}
-FIELDS = ["provider", "N", "H", "V", "dtype", "pass", "time_ms", "peak_mib", "grad_mib",
-          "peak_excl_grad_mib", "tflops", "time_vs_naive", "mem_vs_naive",
-          "mem_excl_grad_vs_naive", "note"]
+FIELDS = [
+    "provider",
+    "N",
+    "H",
+    "V",
+    "dtype",
+    "pass",
+    "time_ms",
+    "peak_mib",
+    "grad_mib",
+    "peak_excl_grad_mib",
+    "tflops",
+    "time_vs_naive",
+    "mem_vs_naive",
+    "mem_excl_grad_vs_naive",
+    "note",
+]
 # console / markdown columns (the CSV keeps all of FIELDS)
-SHORT = {"provider": "provider", "shape": "N x H x V", "pass": "pass", "time_ms": "ms",
-         "peak_mib": "peak MiB", "peak_excl_grad_mib": "peak-grads MiB", "tflops": "TFLOP/s",
-         "time_vs_naive": "t/naive", "mem_vs_naive": "mem/naive",
-         "mem_excl_grad_vs_naive": "(mem-grads)/naive", "note": "note"}
+SHORT = {
+    "provider": "provider",
+    "shape": "N x H x V",
+    "pass": "pass",
+    "time_ms": "ms",
+    "peak_mib": "peak MiB",
+    "peak_excl_grad_mib": "peak-grads MiB",
+    "tflops": "TFLOP/s",
+    "time_vs_naive": "t/naive",
+    "mem_vs_naive": "mem/naive",
+    "mem_excl_grad_vs_naive": "(mem-grads)/naive",
+    "note": "note",
+}
 
 
 def run_benchmark(shapes, providers, passes, dtype, device, reps, warmup, valid_frac, echo=print):
@@ -62,10 +85,8 @@ def run_benchmark(shapes, providers, passes, dtype, device, reps, warmup, valid_
                 if name in GRAD_IN_FORWARD and pass_name != "step":
                     note = "gradient computed in fwd"
                     flops = None  # the nominal split of FLOPs between passes does not apply
-                rows.append(_row(name, batch, dtype, pass_name, seconds, peak, note, flops,
-                                 grad_bytes))
-                echo(f"{name:8s} {pass_name:4s} {n}x{hdim}x{vocab}: {seconds * 1e3:9.1f} ms "
-                     f"{peak / 2**20:9.1f} MiB")
+                rows.append(_row(name, batch, dtype, pass_name, seconds, peak, note, flops, grad_bytes))
+                echo(f"{name:8s} {pass_name:4s} {n}x{hdim}x{vocab}: {seconds * 1e3:9.1f} ms {peak / 2**20:9.1f} MiB")
             _free(device)
         del batch, loss_fns
         _free(device)
@@ -83,22 +104,29 @@ def _row(name, batch, dtype, pass_name, seconds, peak, note, flops=None, grad_by
     n, hdim, vocab = batch.shape
     mib = None if peak is None else peak / 2**20
     return {
-        "provider": name, "N": n, "H": hdim, "V": vocab, "dtype": str(dtype).replace("torch.", ""),
+        "provider": name,
+        "N": n,
+        "H": hdim,
+        "V": vocab,
+        "dtype": str(dtype).replace("torch.", ""),
         "pass": pass_name,
         "time_ms": None if seconds is None else round(seconds * 1e3, 2),
         "peak_mib": None if mib is None else round(mib, 1),
         "grad_mib": round(grad_bytes / 2**20, 1),
         # only the step pass allocates dH and dW inside the measured region for every provider
-        "peak_excl_grad_mib": (round(mib - grad_bytes / 2**20, 1)
-                               if mib is not None and pass_name == "step" else None),
+        "peak_excl_grad_mib": (round(mib - grad_bytes / 2**20, 1) if mib is not None and pass_name == "step" else None),
         "tflops": None if seconds is None or flops is None else round(flops / seconds / 1e12, 3),
-        "time_vs_naive": None, "mem_vs_naive": None, "mem_excl_grad_vs_naive": None, "note": note,
+        "time_vs_naive": None,
+        "mem_vs_naive": None,
+        "mem_excl_grad_vs_naive": None,
+        "note": note,
     }
 
 
 def _add_ratios(rows):
-    naive = {(r["N"], r["H"], r["V"], r["pass"]): r for r in rows
-             if r["provider"] == "naive" and r["time_ms"] is not None}
+    naive = {
+        (r["N"], r["H"], r["V"], r["pass"]): r for r in rows if r["provider"] == "naive" and r["time_ms"] is not None
+    }
     for r in rows:
         base = naive.get((r["N"], r["H"], r["V"], r["pass"]))
         if base is None or r["time_ms"] is None:
@@ -138,8 +166,7 @@ def print_table(rows, header):
     table = Table(title=header)
     for k, label in SHORT.items():
         left = k in ("provider", "pass", "note", "shape")
-        table.add_column(label, justify="left" if left else "right",
-                         overflow="fold", no_wrap=k != "note")
+        table.add_column(label, justify="left" if left else "right", overflow="fold", no_wrap=k != "note")
     for r in rows:
         table.add_row(*_cells(r))
     console = Console()
@@ -157,21 +184,33 @@ def _device_label(device):
 @click.command("kernels")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="smoke", show_default=True)
 @click.option("--shapes", default=None, help="Override the preset: NxHxV[,NxHxV...]")
-@click.option("--providers", default="naive,compile,liger,torch,triton", show_default=True,
-              help="Comma-separated subset of: " + ", ".join(PROVIDERS))
+@click.option(
+    "--providers",
+    default="naive,compile,liger,torch,triton",
+    show_default=True,
+    help="Comma-separated subset of: " + ", ".join(PROVIDERS),
+)
 @click.option("--passes", default="fwd,bwd,step", show_default=True)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None,
-              help="Default: bfloat16 on CUDA, float32 on CPU.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    default=None,
+    help="Default: bfloat16 on CUDA, float32 on CPU.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--reps", type=int, default=3, show_default=True)
 @click.option("--warmup", type=int, default=1, show_default=True)
-@click.option("--valid-frac", type=float, default=1.0, show_default=True,
-              help="Fraction of tokens in the loss mask (the rest are padding).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              default=Path("bench/results/kernels"), show_default=True)
-def kernels_command(preset, shapes, providers, passes, dtype, device, reps, warmup, valid_frac,
-                    out_dir):
+@click.option(
+    "--valid-frac",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Fraction of tokens in the loss mask (the rest are padding).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("bench/results/kernels"), show_default=True
+)
+def kernels_command(preset, shapes, providers, passes, dtype, device, reps, warmup, valid_frac, out_dir):
     """Time and memory of the fused linear DAPO loss vs. full logits, torch.compile and Liger."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -187,10 +226,11 @@ def kernels_command(preset, shapes, providers, passes, dtype, device, reps, warm
     if dev.type == "cpu":
         pin_malloc_thresholds()
     shape_list = parse_shapes(shapes) if shapes else PRESETS[preset]
-    header = (f"fused linear DAPO loss, {_device_label(dev)}, torch {torch.__version__}, "
-              f"{torch_dtype}, valid_frac={valid_frac}, median of {reps} (warm-up {warmup})")
-    rows = run_benchmark(shape_list, names, pass_list, torch_dtype, dev, reps, warmup, valid_frac,
-                         echo=click.echo)
+    header = (
+        f"fused linear DAPO loss, {_device_label(dev)}, torch {torch.__version__}, "
+        f"{torch_dtype}, valid_frac={valid_frac}, median of {reps} (warm-up {warmup})"
+    )
+    rows = run_benchmark(shape_list, names, pass_list, torch_dtype, dev, reps, warmup, valid_frac, echo=click.echo)
     write_outputs(rows, out_dir, header)
     print_table(rows, header)
     click.echo(f"wrote {out_dir / 'kernels.csv'} and {out_dir / 'kernels.md'}")

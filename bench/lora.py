@@ -15,6 +15,7 @@ Models: ``toy`` (the toy run's shape: width 128, 2 layers, its character vocabul
 
 Run: ``python -m bench.lora`` or ``fastdapo bench lora``; writes ``lora.csv`` to ``--out-dir``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,7 @@ def _sequences(vocab: int, n: int):
         ids = torch.randint(3, vocab, (64,), generator=g)
         mask = torch.zeros(64, dtype=torch.bool)
         mask[15:63] = True
-        out.append(Sequence(ids, mask, advantages=torch.full((64,), 1.0 if i % 2 else -1.0),
-                            old_logprobs=None))
+        out.append(Sequence(ids, mask, advantages=torch.full((64,), 1.0 if i % 2 else -1.0), old_logprobs=None))
     return out
 
 
@@ -61,7 +61,7 @@ def _optimizer_bytes(optimizer) -> int:
     seen, total = set(), 0
     for opt in (optimizer, getattr(optimizer, "optimizer", None)):
         for state in (getattr(opt, "state", None) or {}).values():
-            for t in (state.values() if isinstance(state, dict) else []):
+            for t in state.values() if isinstance(state, dict) else []:
                 if isinstance(t, torch.Tensor) and id(t) not in seen and t.numel() > 1:
                     seen.add(id(t))
                     total += t.numel() * t.element_size()
@@ -89,8 +89,9 @@ def measure(model: str, rank: int, steps: int = 3, seqs: int = 8, alpha: float |
     m = MODELS[model]
     batch = _sequences(m["vocab"], seqs)
     rss0 = _rss_bytes()
-    net = apply_lora(tiny_qwen2(m["vocab"], m["hidden"], m["layers"], m["heads"]),
-                     LoraConfig(rank=rank, alpha=alpha or 2.0 * rank)).to(device)
+    net = apply_lora(
+        tiny_qwen2(m["vocab"], m["hidden"], m["layers"], m["heads"]), LoraConfig(rank=rank, alpha=alpha or 2.0 * rank)
+    ).to(device)
     cfg = load_config()
     cfg.distributed.zero_stage = 2
     engine = build_ds_engine(PolicyWithLoss(net, LossSettings(impl="auto")), cfg, torch.float32, device)
@@ -106,11 +107,15 @@ def measure(model: str, rank: int, steps: int = 3, seqs: int = 8, alpha: float |
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
-    return {"model": model, "mode": f"lora r={rank}" if rank else "full",
-            "params": sum(p.numel() for p in net.parameters()),
-            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
-            "optimizer_mib": round(_optimizer_bytes(engine.optimizer) / 2**20, 2),
-            "peak_mib": round(peak / 2**20, 1), "step_s": round(statistics.median(times[1:]), 4)}
+    return {
+        "model": model,
+        "mode": f"lora r={rank}" if rank else "full",
+        "params": sum(p.numel() for p in net.parameters()),
+        "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+        "optimizer_mib": round(_optimizer_bytes(engine.optimizer) / 2**20, 2),
+        "peak_mib": round(peak / 2**20, 1),
+        "step_s": round(statistics.median(times[1:]), 4),
+    }
 
 
 def run_lora_bench(models=("toy", "30m"), rank: int = 16, steps: int = 3, seqs: int = 8) -> list[dict]:
@@ -120,8 +125,13 @@ def run_lora_bench(models=("toy", "30m"), rank: int = 16, steps: int = 3, seqs: 
     for model in models:
         for r in (0, rank):
             code = f"import json, bench.lora as b; print('ROW', json.dumps(b.measure({model!r}, {r}, {steps}, {seqs})))"
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                                  cwd=Path(__file__).resolve().parents[1])
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=Path(__file__).resolve().parents[1],
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"bench lora {model} rank {r} failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.split("ROW ", 1)[1].splitlines()[0]))
@@ -129,11 +139,15 @@ def run_lora_bench(models=("toy", "30m"), rank: int = 16, steps: int = 3, seqs: 
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | mode | params | trainable | optimizer state MiB | peak MiB | step s |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| model | mode | params | trainable | optimizer state MiB | peak MiB | step s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['model']} | {r['mode']} | {r['params']:,} | {r['trainable']:,} | {r['optimizer_mib']} | "
-                   f"{r['peak_mib']} | {r['step_s']} |")
+        out.append(
+            f"| {r['model']} | {r['mode']} | {r['params']:,} | {r['trainable']:,} | {r['optimizer_mib']} | "
+            f"{r['peak_mib']} | {r['step_s']} |"
+        )
     return "\n".join(out)
 
 

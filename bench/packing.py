@@ -46,8 +46,9 @@ from fastdapo.packing.shared_prompt import make_shared_micro_batches
 __all__ = ["packing_command", "run_packing_bench", "skewed_lengths"]
 
 
-def skewed_lengths(n: int, cap: int, *, median: float, sigma: float = 1.0, n_at_cap: int = 3,
-                   min_len: int = 8, seed: int = 0) -> list[int]:
+def skewed_lengths(
+    n: int, cap: int, *, median: float, sigma: float = 1.0, n_at_cap: int = 3, min_len: int = 8, seed: int = 0
+) -> list[int]:
     """Log-normal lengths clipped to ``[min_len, cap]``, with ``n_at_cap`` sequences exactly at the cap."""
     g = torch.Generator().manual_seed(seed)
     raw = torch.exp(math.log(median) + sigma * torch.randn(n, generator=g))
@@ -68,7 +69,7 @@ def _sequences(lengths: list[int], vocab: int, seed: int, group_size: int) -> li
         if i % group_size == 0:
             prompt = torch.randint(0, vocab, (PROMPT_LEN,), generator=g)
         mask = torch.zeros(n, dtype=torch.bool)
-        mask[PROMPT_LEN - 1:n - 1] = True  # positions predicting response tokens
+        mask[PROMPT_LEN - 1 : n - 1] = True  # positions predicting response tokens
         ids = torch.cat([prompt, torch.randint(0, vocab, (n - PROMPT_LEN,), generator=g)])
         seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=PROMPT_LEN, group=i // group_size))
     return seqs
@@ -91,8 +92,13 @@ def _tiny_qwen2(hidden: int, layers: int, vocab: int, max_len: int):
     torch.manual_seed(0)
     heads = max(hidden // 64, 1)
     cfg = Qwen2Config(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 11 // 4, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=max(heads // 2, 1), max_position_embeddings=max_len,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 11 // 4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(heads // 2, 1),
+        max_position_embeddings=max_len,
         tie_word_embeddings=False,
     )
     cfg._attn_implementation = "sdpa"
@@ -109,9 +115,19 @@ def _update_pass(model, mbs: list[MicroBatch]) -> None:
         logp.sum().backward()
 
 
-def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.0, max_tokens: int = 1024,
-                      hidden: int = 256, layers: int = 4, vocab: int = 2048, repeats: int = 3,
-                      group_size: int = 8, seed: int = 0) -> list[dict]:
+def run_packing_bench(
+    *,
+    num_seqs: int = 64,
+    cap: int = 512,
+    median: float = 48.0,
+    max_tokens: int = 1024,
+    hidden: int = 256,
+    layers: int = 4,
+    vocab: int = 2048,
+    repeats: int = 3,
+    group_size: int = 8,
+    seed: int = 0,
+) -> list[dict]:
     lengths = skewed_lengths(num_seqs, cap, median=median, min_len=PROMPT_LEN + 1, seed=seed)
     seqs = _sequences(lengths, vocab, seed, group_size)
     model = _tiny_qwen2(hidden, layers, vocab, cap)
@@ -138,25 +154,34 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
     rows = []
     for name, (mbs, impl) in layouts.items():
         best, med = min(times[name]), statistics.median(times[name])
-        rows.append({
-            "layout": name,
-            "attention": impl,
-            "micro_batches": len(mbs),
-            "real_tokens": real,
-            "computed_tokens": sum(mb.input_ids.numel() for mb in mbs),
-            "padding_fraction": round(padding_fraction(mbs), 4),
-            "seconds_best": round(best, 4),
-            "seconds_median": round(med, 4),
-            "tokens_per_s": round(real / best, 1),
-        })
+        rows.append(
+            {
+                "layout": name,
+                "attention": impl,
+                "micro_batches": len(mbs),
+                "real_tokens": real,
+                "computed_tokens": sum(mb.input_ids.numel() for mb in mbs),
+                "padding_fraction": round(padding_fraction(mbs), 4),
+                "seconds_best": round(best, 4),
+                "seconds_median": round(med, 4),
+                "tokens_per_s": round(real / best, 1),
+            }
+        )
     base = rows[0]["tokens_per_s"]
     for r in rows:
         r["speedup_vs_padded"] = round(r["tokens_per_s"] / base, 3)
     info = {
-        "num_seqs": num_seqs, "mean_len": round(real / num_seqs, 1), "max_len": max(lengths),
-        "max_over_mean": round(max(lengths) * num_seqs / real, 2), "max_tokens": max_tokens,
-        "group_size": group_size, "prompt_len": PROMPT_LEN,
-        "hidden": hidden, "layers": layers, "vocab": vocab, "threads": torch.get_num_threads(),
+        "num_seqs": num_seqs,
+        "mean_len": round(real / num_seqs, 1),
+        "max_len": max(lengths),
+        "max_over_mean": round(max(lengths) * num_seqs / real, 2),
+        "max_tokens": max_tokens,
+        "group_size": group_size,
+        "prompt_len": PROMPT_LEN,
+        "hidden": hidden,
+        "layers": layers,
+        "vocab": vocab,
+        "threads": torch.get_num_threads(),
     }
     for r in rows:
         r.update(info)
@@ -164,8 +189,13 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
 
 
 @click.command("packing")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
-              show_default=True, help="Where packing.csv is written.")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench/results"),
+    show_default=True,
+    help="Where packing.csv is written.",
+)
 @click.option("--num-seqs", default=64, show_default=True)
 @click.option("--cap", default=512, show_default=True, help="Maximum sequence length.")
 @click.option("--median", default=48.0, show_default=True, help="Median of the log-normal length law.")
@@ -176,8 +206,12 @@ def run_packing_bench(*, num_seqs: int = 64, cap: int = 512, median: float = 48.
 @click.option("--repeats", default=3, show_default=True, help="Timed passes per layout (best is reported).")
 @click.option("--group-size", default=8, show_default=True, help="Sequences per prompt (shared-prompt layout).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=1, show_default=True,
-              help="torch CPU threads; 1 keeps timings stable on a shared machine (0 = torch default).")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    help="torch CPU threads; 1 keeps timings stable on a shared machine (0 = torch default).",
+)
 def packing_command(out_dir: Path, threads: int, **kwargs) -> None:
     """Update-pass tokens/s: padded vs packed micro-batches on a skewed length distribution (CPU)."""
     from rich.console import Console
@@ -188,19 +222,35 @@ def packing_command(out_dir: Path, threads: int, **kwargs) -> None:
     rows = run_packing_bench(**kwargs)
     info = rows[0]
     console = Console()
-    table = Table(title=(
-        f"packing: {info['num_seqs']} seqs, mean len {info['mean_len']}, max {info['max_len']} "
-        f"(max/mean {info['max_over_mean']}), budget {info['max_tokens']} tokens, "
-        f"Qwen2 h={info['hidden']} L={info['layers']} V={info['vocab']}, {info['threads']} threads"
-    ))
-    for col in ("layout", "micro-batches", "computed tokens", "padding", "s / pass", "median s", "tokens/s",
-                "vs padded"):
+    table = Table(
+        title=(
+            f"packing: {info['num_seqs']} seqs, mean len {info['mean_len']}, max {info['max_len']} "
+            f"(max/mean {info['max_over_mean']}), budget {info['max_tokens']} tokens, "
+            f"Qwen2 h={info['hidden']} L={info['layers']} V={info['vocab']}, {info['threads']} threads"
+        )
+    )
+    for col in (
+        "layout",
+        "micro-batches",
+        "computed tokens",
+        "padding",
+        "s / pass",
+        "median s",
+        "tokens/s",
+        "vs padded",
+    ):
         table.add_column(col, justify="left" if col == "layout" else "right")
     for r in rows:
-        table.add_row(r["layout"], str(r["micro_batches"]), str(r["computed_tokens"]),
-                      f"{r['padding_fraction']:.1%}", f"{r['seconds_best']:.3f}", f"{r['seconds_median']:.3f}",
-                      f"{r['tokens_per_s']:.0f}",
-                      f"{r['speedup_vs_padded']:.2f}x")
+        table.add_row(
+            r["layout"],
+            str(r["micro_batches"]),
+            str(r["computed_tokens"]),
+            f"{r['padding_fraction']:.1%}",
+            f"{r['seconds_best']:.3f}",
+            f"{r['seconds_median']:.3f}",
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['speedup_vs_padded']:.2f}x",
+        )
     console.print(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "packing.csv"

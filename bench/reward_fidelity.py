@@ -11,6 +11,7 @@ the rows where a reward disagrees are grouped by kind (``--show-diffs``, ``--jso
 Set files are .parquet or .jsonl in the verl schema; the default is the small copies in
 tests/fixtures.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ from pathlib import Path
 import click
 
 _FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
-DEFAULT_SETS = [_FIXTURES / f"{n}.jsonl" for n in ("aime-2024", "amc-2023", "gsm8k-test-sample",
-                                                    "minerva-math-sample")]
+DEFAULT_SETS = [_FIXTURES / f"{n}.jsonl" for n in ("aime-2024", "amc-2023", "gsm8k-test-sample", "minerva-math-sample")]
 _INT_RE = re.compile(r"-?\d+")
 _WORK = "We check the result once more by substituting it back; every condition holds. " * 6
 
@@ -99,8 +99,9 @@ def run(paths: list[Path], num_workers: int | None, timeout_s: float) -> dict:
         row = {"rows": len(truths), "renderings": len(gts), "ref_accept": sum(ref) / max(1, len(gts))}
         for name in names:
             t0 = time.perf_counter()
-            accs = [r.acc for r in score_batch(responses, gts, reward=name, num_workers=num_workers,
-                                               timeout_s=timeout_s)]
+            accs = [
+                r.acc for r in score_batch(responses, gts, reward=name, num_workers=num_workers, timeout_s=timeout_s)
+            ]
             row[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
             agree = [a == b for a, b in zip(accs, ref)]
             row[name] = sum(agree) / max(1, len(agree))
@@ -109,16 +110,20 @@ def run(paths: list[Path], num_workers: int | None, timeout_s: float) -> dict:
                 k = report["kinds"].setdefault(kind, {"n": 0, "ref": 0, **{n: 0 for n in names}})
                 k[name] += ok
                 if not ok:
-                    report["diffs"][name].append({"set": path.stem, "kind": kind, "ground_truth": gt,
-                                                  "response": text[-120:], "accepted": acc})
+                    report["diffs"][name].append(
+                        {"set": path.stem, "kind": kind, "ground_truth": gt, "response": text[-120:], "accepted": acc}
+                    )
         for kind, r in zip(kinds, ref):
             report["kinds"][kind]["n"] += 1
             report["kinds"][kind]["ref"] += r
         total["n"] += len(gts)
         total["ref"] += sum(ref)
         report["sets"][path.stem] = row
-    report["overall"] = {"renderings": total["n"], "ref_accept": total["ref"] / max(1, total["n"]),
-                         **{n: total[n] / max(1, total["n"]) for n in names}}
+    report["overall"] = {
+        "renderings": total["n"],
+        "ref_accept": total["ref"] / max(1, total["n"]),
+        **{n: total[n] / max(1, total["n"]) for n in names},
+    }
     return report
 
 
@@ -131,35 +136,52 @@ def print_tables(report: dict, show_diffs: bool) -> None:
     head = "| set | rows | renderings | reference accepts | " + " | ".join(f"`{n}` agrees" for n in names) + " |"
     print(head + "\n|" + "---|" * (4 + len(names)))
     for set_name, r in report["sets"].items():
-        print(f"| {set_name} | {r['rows']} | {r['renderings']} | {_pct(r['ref_accept'])} | "
-              + " | ".join(_pct(r[n]) for n in names) + " |")
+        print(
+            f"| {set_name} | {r['rows']} | {r['renderings']} | {_pct(r['ref_accept'])} | "
+            + " | ".join(_pct(r[n]) for n in names)
+            + " |"
+        )
     o = report["overall"]
     print(f"| all | | {o['renderings']} | {_pct(o['ref_accept'])} | " + " | ".join(_pct(o[n]) for n in names) + " |")
     print("\n| rendering | count | reference accepts | " + " | ".join(f"`{n}` agrees" for n in names) + " |")
     print("|" + "---|" * (3 + len(names)))
     for kind, k in report["kinds"].items():
-        print(f"| {kind} | {k['n']} | {_pct(k['ref'] / k['n'])} | " + " | ".join(_pct(k[n] / k['n']) for n in names) + " |")
+        print(
+            f"| {kind} | {k['n']} | {_pct(k['ref'] / k['n'])} | "
+            + " | ".join(_pct(k[n] / k["n"]) for n in names)
+            + " |"
+        )
     for name in names:
         by_kind: dict[str, int] = {}
         for d in report["diffs"][name]:
             by_kind[d["kind"]] = by_kind.get(d["kind"], 0) + 1
-        print(f"\n{name}: {len(report['diffs'][name])} decisions differ from the reference"
-              + (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) if by_kind else ""))
+        print(
+            f"\n{name}: {len(report['diffs'][name])} decisions differ from the reference"
+            + (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) if by_kind else "")
+        )
         if show_diffs:
             for d in report["diffs"][name]:
-                print(f"    [{d['set']}/{d['kind']}] gt={d['ground_truth']!r} accepted={d['accepted']} "
-                      f"response=...{d['response']!r}")
+                print(
+                    f"    [{d['set']}/{d['kind']}] gt={d['ground_truth']!r} accepted={d['accepted']} "
+                    f"response=...{d['response']!r}"
+                )
 
 
 @click.command("reward-fidelity")
 @click.argument("set_files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--num-workers", type=int, default=None, help="math-verify worker processes.")
 @click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Also write the full report (with every differing decision) as JSON.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the full report (with every differing decision) as JSON.",
+)
 @click.option("--show-diffs", is_flag=True, help="Print every decision that differs from the reference.")
-def reward_fidelity_command(set_files: tuple[Path, ...], num_workers: int | None, timeout_s: float,
-                            json_out: Path | None, show_diffs: bool) -> None:
+def reward_fidelity_command(
+    set_files: tuple[Path, ...], num_workers: int | None, timeout_s: float, json_out: Path | None, show_diffs: bool
+) -> None:
     """Agreement of each reward function with the DAPO reference reward on rendered answers."""
     paths = list(set_files) or DEFAULT_SETS
     for p in paths:

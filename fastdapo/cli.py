@@ -1,4 +1,5 @@
 """`fastdapo` command line."""
+
 from __future__ import annotations
 
 import importlib
@@ -16,6 +17,7 @@ def _prepare_env() -> None:
     # DeepSpeed picks its accelerator at import time; without CUDA it must be told to use the CPU.
     try:
         import torch
+
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
     except ImportError:
@@ -78,11 +80,18 @@ def main() -> None:
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option("--resume", default=None, metavar="auto|never|PATH",
-              help="Continue from the latest checkpoint in RUN_DIR (auto, the default), start over (never), "
-                   "or continue from a checkpoint / run directory (PATH). Same as --set run.resume=...")
-@click.option("--dry-run", is_flag=True,
-              help="Print every resolved config value with its source (default, the config file, --set) and exit.")
+@click.option(
+    "--resume",
+    default=None,
+    metavar="auto|never|PATH",
+    help="Continue from the latest checkpoint in RUN_DIR (auto, the default), start over (never), "
+    "or continue from a checkpoint / run directory (PATH). Same as --set run.resume=...",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print every resolved config value with its source (default, the config file, --set) and exit.",
+)
 def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dry_run: bool) -> None:
     """Train with DAPO. Without CONFIG: the built-in toy run on CPU (tiny model, no downloads).
 

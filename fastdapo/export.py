@@ -9,6 +9,7 @@ exports OUT/adapter (PEFT's adapter directory, fp32) and OUT/merged (the adapter
 Checkpoint files are read with `torch.load`, which can run code from the file: export only
 checkpoints you (or your own runs) wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ def _engine_state_dict(ckpt: Path, manifest: dict) -> dict:
 
 def hf_state_dict(module_state: dict, tie_word_embeddings: bool) -> dict:
     """Keys of the wrapped causal LM (prefix `model.` stripped); a tied LM head is left to the config."""
-    sd = {k[len("model."):]: v for k, v in module_state.items() if k.startswith("model.")}
+    sd = {k[len("model.") :]: v for k, v in module_state.items() if k.startswith("model.")}
     if not sd:
         raise ValueError("the checkpoint has no `model.` parameters (not a fastdapo PolicyWithLoss checkpoint)")
     if tie_word_embeddings:
@@ -58,8 +59,10 @@ def _save_file(tensors: dict, path: Path) -> None:
 
 
 def _save_safetensors(sd: dict, out: Path, dtype) -> None:
-    tensors = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.detach().contiguous()
-               for k, v in sd.items()}
+    tensors = {
+        k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.detach().contiguous()
+        for k, v in sd.items()
+    }
     shards, current, size = [], {}, 0
     for k in sorted(tensors):
         nbytes = tensors[k].numel() * tensors[k].element_size()
@@ -79,11 +82,11 @@ def _save_safetensors(sd: dict, out: Path, dtype) -> None:
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     (out / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
 
 
-def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = None,
-                      dtype: str = "auto") -> Path:
+def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = None, dtype: str = "auto") -> Path:
     """Write the checkpoint at `path` (a run directory: latest or `step`; or a checkpoint directory)
     as a Hugging Face model directory `out_dir`; returns the checkpoint used."""
     import torch
@@ -111,8 +114,9 @@ def export_checkpoint(path: str | Path, out_dir: str | Path, step: int | None = 
     config.dtype = torch_dtype
     config.save_pretrained(str(out))
     _save_safetensors(sd, out, torch_dtype)
-    (out / "fastdapo_export.json").write_text(json.dumps(
-        {"checkpoint": str(ckpt.resolve()), "step": manifest.get("step"), "dtype": name}, indent=2))
+    (out / "fastdapo_export.json").write_text(
+        json.dumps({"checkpoint": str(ckpt.resolve()), "step": manifest.get("step"), "dtype": name}, indent=2)
+    )
     return ckpt
 
 
@@ -139,10 +143,16 @@ def is_run_or_checkpoint(path: str | Path) -> bool:
 @click.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--step", type=click.IntRange(min=0), default=None,
-              help="Checkpoint step (default: the latest complete one).")
-@click.option("--dtype", type=click.Choice(_DTYPES), default="auto", show_default=True,
-              help="Weight dtype of the export (auto: the dtype the model was trained in).")
+@click.option(
+    "--step", type=click.IntRange(min=0), default=None, help="Checkpoint step (default: the latest complete one)."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(_DTYPES),
+    default="auto",
+    show_default=True,
+    help="Weight dtype of the export (auto: the dtype the model was trained in).",
+)
 def export_command(run_dir: str, out_dir: str, step: int | None, dtype: str) -> None:
     """Export a checkpoint of RUN_DIR (or a checkpoint directory) to OUT_DIR as a plain Hugging Face
     model directory (safetensors + config + tokenizer)."""

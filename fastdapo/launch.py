@@ -6,6 +6,7 @@ sets RANK/LOCAL_RANK/WORLD_SIZE/MASTER_* and, when one rank dies, stops the othe
   * ssh/pdsh:        --hostfile FILE   (DeepSpeed's runner starts the per-node launchers)
   * per node:        --nnodes K --node-rank R --master-addr A (Slurm, Kubernetes: each node runs this)
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,23 +26,56 @@ def _world_info(nnodes: int, procs_per_node: int) -> str:
     return base64.urlsafe_b64encode(json.dumps(info).encode()).decode()
 
 
-def build_commands(train_args: list[str], *, num_procs: int, hostfile: str | None = None, nnodes: int = 1,
-                   node_rank: int = 0, master_addr: str = "127.0.0.1", master_port: int = 29500) -> list[list[str]]:
+def build_commands(
+    train_args: list[str],
+    *,
+    num_procs: int,
+    hostfile: str | None = None,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+) -> list[list[str]]:
     """The exact commands to run on this machine (one per node in per-node mode, so one here)."""
     if hostfile:
-        return [["deepspeed", "--hostfile", hostfile, "--master_addr", master_addr, "--master_port", str(master_port),
-                 "--no_local_rank", *TRAIN, *train_args]]
+        return [
+            [
+                "deepspeed",
+                "--hostfile",
+                hostfile,
+                "--master_addr",
+                master_addr,
+                "--master_port",
+                str(master_port),
+                "--no_local_rank",
+                *TRAIN,
+                *train_args,
+            ]
+        ]
     if not 0 <= node_rank < nnodes:
         raise click.UsageError(f"--node-rank {node_rank} must be in [0, {nnodes})")
-    return [[sys.executable, "-u", "-m", "deepspeed.launcher.launch", f"--world_info={_world_info(nnodes, num_procs)}",
-             f"--node_rank={node_rank}", f"--master_addr={master_addr}", f"--master_port={master_port}",
-             "--no_local_rank", *TRAIN, *train_args]]
+    return [
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "deepspeed.launcher.launch",
+            f"--world_info={_world_info(nnodes, num_procs)}",
+            f"--node_rank={node_rank}",
+            f"--master_addr={master_addr}",
+            f"--master_port={master_port}",
+            "--no_local_rank",
+            *TRAIN,
+            *train_args,
+        ]
+    ]
 
 
 def launch_env() -> dict:
     env = dict(os.environ)
     try:
         import torch
+
         has_cuda = torch.cuda.is_available()
     except ImportError:
         has_cuda = False
@@ -69,14 +103,24 @@ def _run_forwarding_signals(cmd: list[str], env: dict) -> int:
 @click.command("launch", context_settings={"ignore_unknown_options": False})
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
-@click.option("--num-procs", default=1, show_default=True, type=click.IntRange(1),
-              help="Processes per node (GPUs per node on CUDA).")
-@click.option("--hostfile", type=click.Path(exists=True, dir_okay=False),
-              help="DeepSpeed hostfile ('host slots=N' lines): ssh/pdsh multi-node.")
-@click.option("--nnodes", default=1, show_default=True, type=click.IntRange(1),
-              help="Nodes in per-node mode (Slurm/Kubernetes).")
-@click.option("--node-rank", default=0, show_default=True, type=click.IntRange(0),
-              help="This node's rank in per-node mode.")
+@click.option(
+    "--num-procs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Processes per node (GPUs per node on CUDA).",
+)
+@click.option(
+    "--hostfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="DeepSpeed hostfile ('host slots=N' lines): ssh/pdsh multi-node.",
+)
+@click.option(
+    "--nnodes", default=1, show_default=True, type=click.IntRange(1), help="Nodes in per-node mode (Slurm/Kubernetes)."
+)
+@click.option(
+    "--node-rank", default=0, show_default=True, type=click.IntRange(0), help="This node's rank in per-node mode."
+)
 @click.option("--master-addr", default="127.0.0.1", show_default=True, help="Address of node 0.")
 @click.option("--master-port", default=29500, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--dry-run", is_flag=True, help="Print the exact commands and exit.")
@@ -96,8 +140,15 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         load_config(config, list(overrides))  # fail here, once, rather than in every rank
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    cmds = build_commands(train_args, num_procs=num_procs, hostfile=hostfile, nnodes=nnodes, node_rank=node_rank,
-                          master_addr=master_addr, master_port=master_port)
+    cmds = build_commands(
+        train_args,
+        num_procs=num_procs,
+        hostfile=hostfile,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        master_addr=master_addr,
+        master_port=master_port,
+    )
     env = launch_env()
     for cmd in cmds:
         prefix = " ".join(f"{k}={env[k]}" for k in ("DS_ACCELERATOR",) if k in env)
@@ -106,5 +157,7 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         return
     code = _run_forwarding_signals(cmds[0], env)
     if code != 0:
-        raise click.ClickException(f"a training process failed (exit code {code}); the launcher stopped all "
-                                   f"processes on this node. The failing rank's error is printed above.")
+        raise click.ClickException(
+            f"a training process failed (exit code {code}); the launcher stopped all "
+            f"processes on this node. The failing rank's error is printed above."
+        )

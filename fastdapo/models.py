@@ -1,4 +1,5 @@
 """Loading a local Hugging Face model directory (never from a hub)."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,15 @@ def load_tokenizer(path: str | Path):
     tok.padding_side = "left"
     if tok.eos_token_id is None:
         if tok.pad_token_id is None:
-            raise TokenizerError(f"{path}: the tokenizer has neither an EOS nor a pad token; set eos_token "
-                                 "in its tokenizer_config.json")
-        log.warning("%s: the tokenizer has no EOS token: no response can end, every one runs to the length limit "
-                    "and is truncated (nothing to learn from with overlong filtering); set eos_token in its "
-                    "tokenizer_config.json", path)
+            raise TokenizerError(
+                f"{path}: the tokenizer has neither an EOS nor a pad token; set eos_token in its tokenizer_config.json"
+            )
+        log.warning(
+            "%s: the tokenizer has no EOS token: no response can end, every one runs to the length limit "
+            "and is truncated (nothing to learn from with overlong filtering); set eos_token in its "
+            "tokenizer_config.json",
+            path,
+        )
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok

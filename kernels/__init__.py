@@ -49,13 +49,13 @@ __all__ = ["fused_linear_dapo_loss", "linear_logprobs", "BACKENDS"]
 
 def _flatten(hidden, weight, targets):
     if hidden.dim() < 2 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
-        raise ValueError(f"expected hidden [..., H] and weight [V, H], got {tuple(hidden.shape)} "
-                         f"and {tuple(weight.shape)}")
+        raise ValueError(
+            f"expected hidden [..., H] and weight [V, H], got {tuple(hidden.shape)} and {tuple(weight.shape)}"
+        )
     if hidden.dtype != weight.dtype:
         raise TypeError(f"hidden and weight must share a dtype ({hidden.dtype} vs {weight.dtype})")
     if targets.shape != hidden.shape[:-1]:
-        raise ValueError(f"targets shape {tuple(targets.shape)} != hidden rows "
-                         f"{tuple(hidden.shape[:-1])}")
+        raise ValueError(f"targets shape {tuple(targets.shape)} != hidden rows {tuple(hidden.shape[:-1])}")
     lead = hidden.shape[:-1]
     h = hidden.reshape(-1, hidden.shape[-1])
     if h.stride(-1) != 1:
@@ -75,15 +75,30 @@ def _check_bias(bias, weight):
 
 
 def _head(temperature, logit_scale, softcap) -> LogitHead:
-    return LogitHead(float(temperature), float(logit_scale),
-                     None if softcap is None else float(softcap))
+    return LogitHead(float(temperature), float(logit_scale), None if softcap is None else float(softcap))
 
 
-def fused_linear_dapo_loss(hidden, weight, targets, old_logprobs, advantages, mask, eps_low=0.2,
-                           eps_high=0.28, temperature=1.0, normalizer=None, impl="auto",
-                           dual_clip=3.0, log_ratio_bound=20.0, bias=None, logit_scale=1.0,
-                           softcap=None, rollout_logprobs=None, rollout_correction="none",
-                           rollout_correction_cap=2.0):
+def fused_linear_dapo_loss(
+    hidden,
+    weight,
+    targets,
+    old_logprobs,
+    advantages,
+    mask,
+    eps_low=0.2,
+    eps_high=0.28,
+    temperature=1.0,
+    normalizer=None,
+    impl="auto",
+    dual_clip=3.0,
+    log_ratio_bound=20.0,
+    bias=None,
+    logit_scale=1.0,
+    softcap=None,
+    rollout_logprobs=None,
+    rollout_correction="none",
+    rollout_correction_cap=2.0,
+):
     """Token-level DAPO loss straight from the last hidden states; see module docstring.
 
     Returns ``(loss, stats)``: ``loss`` is a 0-d float32 tensor differentiable with respect to
@@ -95,9 +110,12 @@ def fused_linear_dapo_loss(hidden, weight, targets, old_logprobs, advantages, ma
     of tokens with a non-zero gradient).  ``old_logprobs=None`` means on-policy samples (ratio 1,
     one update per rollout): no separate old-log-prob pass is needed.
     """
-    clip = ClipConfig(float(eps_low), float(eps_high),
-                      None if dual_clip is None else float(dual_clip),
-                      None if log_ratio_bound is None else float(log_ratio_bound))
+    clip = ClipConfig(
+        float(eps_low),
+        float(eps_high),
+        None if dual_clip is None else float(dual_clip),
+        None if log_ratio_bound is None else float(log_ratio_bound),
+    )
     correction = RolloutCorrection(rollout_correction, float(rollout_correction_cap))
     if correction.mode != "none" and rollout_logprobs is None:
         raise ValueError(f"rollout_correction={correction.mode!r} needs rollout_logprobs")
@@ -108,11 +126,13 @@ def fused_linear_dapo_loss(hidden, weight, targets, old_logprobs, advantages, ma
     m = mask.reshape(n).bool()
     inputs = LossInputs(
         old_logprobs=None if old_logprobs is None else old_logprobs.reshape(n).float(),
-        advantages=advantages.reshape(n).float(), mask=m, clip=clip,
+        advantages=advantages.reshape(n).float(),
+        mask=m,
+        clip=clip,
         inv_norm=inverse_normalizer(m, normalizer),
-        rollout_logprobs=(rollout_logprobs.reshape(n).float().detach()
-                          if correction.mode != "none" else None),
-        correction=correction)
+        rollout_logprobs=(rollout_logprobs.reshape(n).float().detach() if correction.mode != "none" else None),
+        correction=correction,
+    )
     backend = resolve(impl, h.device)
     loss, stats = dapo_loss(backend, h, w, bias, t, inputs, head)
     for key in ("logprobs", "entropy", "is_weight"):
@@ -120,8 +140,7 @@ def fused_linear_dapo_loss(hidden, weight, targets, old_logprobs, advantages, ma
     return loss, stats
 
 
-def linear_logprobs(hidden, weight, targets, temperature=1.0, impl="auto", bias=None,
-                    logit_scale=1.0, softcap=None):
+def linear_logprobs(hidden, weight, targets, temperature=1.0, impl="auto", bias=None, logit_scale=1.0, softcap=None):
     """Forward-only ``(logprobs, entropy)`` of ``targets`` under softmax(z), z as in the module
     docstring.  Both float32, shaped like ``targets``, detached."""
     head = _head(temperature, logit_scale, softcap)
@@ -129,6 +148,5 @@ def linear_logprobs(hidden, weight, targets, temperature=1.0, impl="auto", bias=
     bias = _check_bias(bias, w)
     backend = resolve(impl, h.device)
     with torch.no_grad():
-        lp, ent = backend.logprobs(h.detach(), w.detach(), t, head,
-                                   None if bias is None else bias.detach())
+        lp, ent = backend.logprobs(h.detach(), w.detach(), t, head, None if bias is None else bias.detach())
     return lp.reshape(lead), ent.reshape(lead)

@@ -13,6 +13,7 @@ from .logit_head import LogitHead
 @dataclass(frozen=True)
 class LossInputs:
     """Per-token loss inputs ([N] each) and the elementwise loss configuration."""
+
     old_logprobs: torch.Tensor | None
     advantages: torch.Tensor
     mask: torch.Tensor
@@ -22,13 +23,26 @@ class LossInputs:
     correction: RolloutCorrection = RolloutCorrection()
 
     def rows(self, sl: slice) -> LossInputs:
-        pick = (lambda x: None if x is None else x[sl])
-        return replace(self, old_logprobs=pick(self.old_logprobs), advantages=self.advantages[sl],
-                       mask=self.mask[sl], rollout_logprobs=pick(self.rollout_logprobs))
+        pick = lambda x: None if x is None else x[sl]
+        return replace(
+            self,
+            old_logprobs=pick(self.old_logprobs),
+            advantages=self.advantages[sl],
+            mask=self.mask[sl],
+            rollout_logprobs=pick(self.rollout_logprobs),
+        )
 
     def terms(self, logp: torch.Tensor) -> TokenTerms:
-        return token_terms(logp, self.old_logprobs, self.advantages, self.mask, self.clip,
-                           self.inv_norm, self.rollout_logprobs, self.correction)
+        return token_terms(
+            logp,
+            self.old_logprobs,
+            self.advantages,
+            self.mask,
+            self.clip,
+            self.inv_norm,
+            self.rollout_logprobs,
+            self.correction,
+        )
 
 
 class FusedLinearDapo(torch.autograd.Function):
@@ -40,15 +54,21 @@ class FusedLinearDapo(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, inputs: LossInputs, head: LogitHead, backend):
-        need = {"dh": ctx.needs_input_grad[0], "dw": ctx.needs_input_grad[1],
-                "db": bias is not None and ctx.needs_input_grad[2]}
-        terms, logp, entropy, saved = backend.loss_forward(hidden, weight, bias, targets, inputs,
-                                                           head, need)
+        need = {
+            "dh": ctx.needs_input_grad[0],
+            "dw": ctx.needs_input_grad[1],
+            "db": bias is not None and ctx.needs_input_grad[2],
+        }
+        terms, logp, entropy, saved = backend.loss_forward(hidden, weight, bias, targets, inputs, head, need)
         loss = -(terms.objective.sum() * inputs.inv_norm)
         ctx.backend = backend
-        ctx.meta = {"head": head, "need": need, "weight_dtype": weight.dtype,
-                    "hidden_dtype": hidden.dtype,
-                    "bias_dtype": None if bias is None else bias.dtype}
+        ctx.meta = {
+            "head": head,
+            "need": need,
+            "weight_dtype": weight.dtype,
+            "hidden_dtype": hidden.dtype,
+            "bias_dtype": None if bias is None else bias.dtype,
+        }
         ctx.save_for_backward(*saved)
         outs = (logp, entropy, terms.clip_code, terms.grad_logp, terms.is_weight, terms.is_clipped)
         ctx.mark_non_differentiable(*outs)
@@ -65,12 +85,12 @@ def dapo_loss(backend, hidden, weight, bias, targets, inputs: LossInputs, head: 
     params = [x for x in (hidden, weight, bias) if x is not None]
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
         loss, logp, entropy, code, grad, w, out = FusedLinearDapo.apply(
-            hidden, weight, bias, targets, inputs, head, backend)
+            hidden, weight, bias, targets, inputs, head, backend
+        )
         terms = TokenTerms(torch.empty(0), grad, code, w, out)
     else:
         none = {"dh": False, "dw": False, "db": False}
-        terms, logp, entropy, _ = backend.loss_forward(hidden, weight, bias, targets, inputs,
-                                                       head, none)
+        terms, logp, entropy, _ = backend.loss_forward(hidden, weight, bias, targets, inputs, head, none)
         loss = -(terms.objective.sum() * inputs.inv_norm)
     stats = {"logprobs": logp, "entropy": entropy}
     stats.update(loss_stats(terms, inputs.mask))

@@ -37,8 +37,7 @@ class ClipConfig:
 
     def __post_init__(self):
         if not (0.0 <= self.eps_low < 1.0) or self.eps_high < 0.0:
-            raise ValueError("need 0 <= eps_low < 1 and eps_high >= 0, "
-                             f"got {self.eps_low}, {self.eps_high}")
+            raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got {self.eps_low}, {self.eps_high}")
         if self.dual_clip is not None and not self.dual_clip > 1.0:
             raise ValueError(f"dual_clip must be > 1, got {self.dual_clip}")
         if self.log_ratio_bound is not None and not self.log_ratio_bound > 0.0:
@@ -93,8 +92,16 @@ def rollout_weights(old_ref, rollout_logprobs, correction: RolloutCorrection):
     return (~outside).to(torch.float32), outside
 
 
-def token_terms(logp, old_logprobs, advantages, mask, clip: ClipConfig, inv_norm,
-                rollout_logprobs=None, correction: RolloutCorrection | None = None) -> TokenTerms:
+def token_terms(
+    logp,
+    old_logprobs,
+    advantages,
+    mask,
+    clip: ClipConfig,
+    inv_norm,
+    rollout_logprobs=None,
+    correction: RolloutCorrection | None = None,
+) -> TokenTerms:
     """Per-token objective, gradient coefficient, clip code and IS weight from the log-probs."""
     logp = logp.float()
     adv = advantages.float()

@@ -34,5 +34,6 @@ def resolve(impl: str, device: torch.device):
     if impl == "triton" and not triton_available(device):
         raise RuntimeError(
             f"impl='triton' needs CUDA tensors (got {device.type}); on CPU set TRITON_INTERPRET=1 "
-            "before importing triton to run the kernels in the interpreter, or use impl='torch'")
+            "before importing triton to run the kernels in the interpreter, or use impl='torch'"
+        )
     return importlib.import_module("." + BACKENDS[impl], __package__)

@@ -14,8 +14,7 @@ import torch
 from .dapo_math import ClipConfig, RolloutCorrection
 
 
-def reference_logits(hidden, weight, temperature=1.0, compute_dtype=None, bias=None,
-                     logit_scale=1.0, softcap=None):
+def reference_logits(hidden, weight, temperature=1.0, compute_dtype=None, bias=None, logit_scale=1.0, softcap=None):
     """softcap(logit_scale * (hidden @ weight.T + bias)) / temperature, differentiable."""
     if compute_dtype is not None:
         hidden, weight = hidden.to(compute_dtype), weight.to(compute_dtype)
@@ -31,8 +30,9 @@ def reference_logits(hidden, weight, temperature=1.0, compute_dtype=None, bias=N
     return logits / temperature
 
 
-def reference_logprobs(hidden, weight, targets, temperature=1.0, compute_dtype=None, bias=None,
-                       logit_scale=1.0, softcap=None):
+def reference_logprobs(
+    hidden, weight, targets, temperature=1.0, compute_dtype=None, bias=None, logit_scale=1.0, softcap=None
+):
     """(logprobs, entropy, lse) per row from full logits; logprobs keep the autograd graph."""
     logits = reference_logits(hidden, weight, temperature, compute_dtype, bias, logit_scale, softcap)
     logp_all = torch.log_softmax(logits, dim=-1)
@@ -43,19 +43,36 @@ def reference_logprobs(hidden, weight, targets, temperature=1.0, compute_dtype=N
     return logp, entropy, lse
 
 
-def reference_dapo_loss(hidden, weight, targets, old_logprobs, advantages, mask, eps_low=0.2,
-                        eps_high=0.28, temperature=1.0, normalizer=None, dual_clip=3.0,
-                        compute_dtype=None, log_ratio_bound=20.0, bias=None, logit_scale=1.0,
-                        softcap=None, rollout_logprobs=None, rollout_correction="none",
-                        rollout_correction_cap=2.0):
+def reference_dapo_loss(
+    hidden,
+    weight,
+    targets,
+    old_logprobs,
+    advantages,
+    mask,
+    eps_low=0.2,
+    eps_high=0.28,
+    temperature=1.0,
+    normalizer=None,
+    dual_clip=3.0,
+    compute_dtype=None,
+    log_ratio_bound=20.0,
+    bias=None,
+    logit_scale=1.0,
+    softcap=None,
+    rollout_logprobs=None,
+    rollout_correction="none",
+    rollout_correction_cap=2.0,
+):
     """(loss, stats) computed the textbook way; differentiable through torch autograd.
 
     ``old_logprobs=None`` means on-policy: old = the detached current log-probs.
     """
     ClipConfig(eps_low, eps_high, dual_clip, log_ratio_bound)  # validate
     RolloutCorrection(rollout_correction, rollout_correction_cap)
-    logp, entropy, _ = reference_logprobs(hidden, weight, targets, temperature, compute_dtype,
-                                          bias, logit_scale, softcap)
+    logp, entropy, _ = reference_logprobs(
+        hidden, weight, targets, temperature, compute_dtype, bias, logit_scale, softcap
+    )
     adv = advantages.to(logp.dtype)
     old = logp.detach() if old_logprobs is None else old_logprobs.to(logp.dtype)
     log_ratio = logp - old
@@ -88,8 +105,11 @@ def reference_dapo_loss(hidden, weight, targets, old_logprobs, advantages, mask,
             "entropy": entropy,
             "clip_frac_low": (mask & (adv < 0) & (r < 1 - eps_low)).sum() / denom,
             "clip_frac_high": (mask & (adv > 0) & (r > 1 + eps_high)).sum() / denom,
-            "clip_frac_dual": ((mask & (adv < 0) & (r > dual_clip)).sum() / denom
-                               if dual_clip is not None else torch.zeros((), dtype=logp.dtype)),
+            "clip_frac_dual": (
+                (mask & (adv < 0) & (r > dual_clip)).sum() / denom
+                if dual_clip is not None
+                else torch.zeros((), dtype=logp.dtype)
+            ),
             "is_weight": is_weight,
             "is_clip_frac": (mask & is_out).sum() / denom,
         }

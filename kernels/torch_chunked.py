@@ -65,11 +65,11 @@ def _chunk_softmax(h, weight, bias, tgt, head: LogitHead, ws: _Workspace):
     ez = torch.empty_like(sumexp)
     step = ws.e.shape[0]
     for r0 in range(0, c, step):
-        zt = z[r0:r0 + step]
-        e = ws.e[:zt.shape[0]]
+        zt = z[r0 : r0 + step]
+        e = ws.e[: zt.shape[0]]
         torch.exp(zt, out=e)
-        sumexp[r0:r0 + step] = e.sum(dim=1)
-        ez[r0:r0 + step] = torch.bmm(e.unsqueeze(1), zt.unsqueeze(2)).view(-1)
+        sumexp[r0 : r0 + step] = e.sum(dim=1)
+        ez[r0 : r0 + step] = torch.bmm(e.unsqueeze(1), zt.unsqueeze(2)).view(-1)
         zt.copy_(e)
     log_s = torch.log(sumexp)
     return z, sumexp, z_tgt - log_s, log_s - ez / sumexp
@@ -85,8 +85,7 @@ def logprobs(hidden, weight, targets, head: LogitHead, bias=None, chunk_elements
     with torch.no_grad():
         for start in range(0, n, step):
             sl = slice(start, start + step)
-            _, _, out_lp[sl], out_ent[sl] = _chunk_softmax(hidden[sl], weight, bias, targets[sl],
-                                                          head, ws)
+            _, _, out_lp[sl], out_ent[sl] = _chunk_softmax(hidden[sl], weight, bias, targets[sl], head, ws)
     return out_lp, out_ent
 
 
@@ -102,8 +101,11 @@ def loss_forward(hidden, weight, bias, targets, inputs, head: LogitHead, need, c
     ent_all = torch.empty_like(logp_all)
     parts = []
     f32 = dict(dtype=torch.float32, device=dev)
-    grads = {"dh": torch.zeros_like(hidden) if need["dh"] else None, "dw": None,
-             "db": torch.zeros(vocab, **f32) if need["db"] else None}
+    grads = {
+        "dh": torch.zeros_like(hidden) if need["dh"] else None,
+        "dw": None,
+        "db": torch.zeros(vocab, **f32) if need["db"] else None,
+    }
     step = chunk_rows(n, vocab, chunk_elements)
     ws = _Workspace(step, vocab, dev, deriv=need_grad and head.softcap is not None)
     with torch.no_grad():
@@ -117,8 +119,9 @@ def loss_forward(hidden, weight, bias, targets, inputs, head: LogitHead, need, c
             if need_grad:
                 _chunk_grad(e, s, t.grad_logp, h, tgt, weight, head, ws, start, grads, need["dw"])
     fields = ("objective", "grad_logp", "clip_code", "is_weight", "is_clipped")
-    terms = (TokenTerms(*(torch.cat([getattr(t, f) for t in parts]) for f in fields)) if parts
-             else inputs.terms(logp_all))
+    terms = (
+        TokenTerms(*(torch.cat([getattr(t, f) for t in parts]) for f in fields)) if parts else inputs.terms(logp_all)
+    )
     dw = grads["dw"]
     if need["dw"] and dw is None:  # no token carried a gradient
         dw = torch.zeros(weight.shape, **f32)
@@ -135,7 +138,7 @@ def _chunk_grad(e, sumexp, g, h, tgt, weight, head: LogitHead, ws, row0, grads, 
     k = active.numel()
     if k == 0:
         return
-    deriv = None if ws.d is None else ws.d[:e.shape[0]]
+    deriv = None if ws.d is None else ws.d[: e.shape[0]]
     if k < g.numel():
         for dst, src in enumerate(active.tolist()):
             if dst != src:

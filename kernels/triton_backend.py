@@ -47,13 +47,40 @@ def _row_stats(hidden, weight, bias, targets, head: LogitHead):
     scalars, flags = _head_args(head, bias)
     triton_fwd.partials.launch(
         lambda meta: (triton.cdiv(n, meta["BLOCK_M"]) * n_splits,),
-        hidden, weight, z_tgt if bias is None else bias, targets, pm, ps, pa, z_tgt,
-        n, vocab, hdim, hidden.stride(0), weight.stride(0), *scalars, split_v, n_splits,
-        **flags, PRECISION=dot_precision(hidden.dtype), DOT_F32=interpreting())
+        hidden,
+        weight,
+        z_tgt if bias is None else bias,
+        targets,
+        pm,
+        ps,
+        pa,
+        z_tgt,
+        n,
+        vocab,
+        hdim,
+        hidden.stride(0),
+        weight.stride(0),
+        *scalars,
+        split_v,
+        n_splits,
+        **flags,
+        PRECISION=dot_precision(hidden.dtype),
+        DOT_F32=interpreting(),
+    )
     triton_fwd.combine.launch(
         lambda meta: (triton.cdiv(n, COMBINE_BLOCK),),
-        pm, ps, pa, z_tgt, out["lse"], out["logp"], out["entropy"], n, n_splits,
-        BLOCK=COMBINE_BLOCK, SPLITS=triton.next_power_of_2(n_splits))
+        pm,
+        ps,
+        pa,
+        z_tgt,
+        out["lse"],
+        out["logp"],
+        out["entropy"],
+        n,
+        n_splits,
+        BLOCK=COMBINE_BLOCK,
+        SPLITS=triton.next_power_of_2(n_splits),
+    )
     return out
 
 
@@ -90,10 +117,32 @@ def loss_backward(saved, grad_out, meta):
     if n > 0:
         triton_bwd.backward.launch(
             lambda m: (triton.cdiv(n, m["BLOCK_M"]) * triton.cdiv(vocab, m["BLOCK_N"]),),
-            hidden, weight, db if bias is None else bias, targets, g, lse, order, n_active,
-            dh, dw, db, n, vocab, hdim, hidden.stride(0), weight.stride(0), *scalars,
-            NEED_DH=need["dh"], NEED_DW=need["dw"], NEED_DB=need["db"], **flags,
-            PRECISION=dot_precision(hidden.dtype), DOT_F32=interpreting())
-    return (dh.to(hidden.dtype) if need["dh"] else None,
-            dw.to(weight.dtype) if need["dw"] else None,
-            db.to(meta["bias_dtype"]) if need["db"] else None)
+            hidden,
+            weight,
+            db if bias is None else bias,
+            targets,
+            g,
+            lse,
+            order,
+            n_active,
+            dh,
+            dw,
+            db,
+            n,
+            vocab,
+            hdim,
+            hidden.stride(0),
+            weight.stride(0),
+            *scalars,
+            NEED_DH=need["dh"],
+            NEED_DW=need["dw"],
+            NEED_DB=need["db"],
+            **flags,
+            PRECISION=dot_precision(hidden.dtype),
+            DOT_F32=interpreting(),
+        )
+    return (
+        dh.to(hidden.dtype) if need["dh"] else None,
+        dw.to(weight.dtype) if need["dw"] else None,
+        db.to(meta["bias_dtype"]) if need["db"] else None,
+    )

@@ -25,13 +25,38 @@ import triton.language as tl
 from .triton_util import build_kernel
 
 
-def bwd_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active_ptr,
-               dh_ptr, dw_ptr, db_ptr, n_rows, vocab, hdim, stride_h, stride_w,
-               z_scale, cap_in, cap_out,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               GROUP_M: tl.constexpr, NEED_DH: tl.constexpr, NEED_DW: tl.constexpr,
-               NEED_DB: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTCAP: tl.constexpr,
-               PRECISION: tl.constexpr, DOT_F32: tl.constexpr):
+def bwd_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    g_ptr,
+    lse_ptr,
+    order_ptr,
+    n_active_ptr,
+    dh_ptr,
+    dw_ptr,
+    db_ptr,
+    n_rows,
+    vocab,
+    hdim,
+    stride_h,
+    stride_w,
+    z_scale,
+    cap_in,
+    cap_out,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    NEED_DH: tl.constexpr,
+    NEED_DW: tl.constexpr,
+    NEED_DB: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
     pid = tl.program_id(0)
     num_m = tl.cdiv(n_rows, BLOCK_M)
     num_n = tl.cdiv(vocab, BLOCK_N)
@@ -57,10 +82,8 @@ def bwd_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active
     for k0 in range(0, hdim, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < hdim
-        h = tl.load(h_ptr + rows64[:, None] * stride_h + ks[None, :],
-                    mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + cols64[None, :] * stride_w + ks[:, None],
-                    mask=col_ok[None, :] & k_ok[:, None], other=0.0)
+        h = tl.load(h_ptr + rows64[:, None] * stride_h + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + cols64[None, :] * stride_w + ks[:, None], mask=col_ok[None, :] & k_ok[:, None], other=0.0)
         if DOT_F32:  # interpreter: its bf16 dot is wrong, so multiply in fp32
             h = h.to(tl.float32)
             w = w.to(tl.float32)
@@ -88,36 +111,40 @@ def bwd_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, g_ptr, lse_ptr, order_ptr, n_active
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < hdim
         if NEED_DH:
-            w_t = tl.load(w_ptr + cols64[:, None] * stride_w + ks[None, :],
-                          mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+            w_t = tl.load(
+                w_ptr + cols64[:, None] * stride_w + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0
+            )
             if DOT_F32:
                 w_t = w_t.to(tl.float32)
             part_h = tl.dot(dz_in, w_t, input_precision=PRECISION)
-            tl.atomic_add(dh_ptr + rows64[:, None] * hdim + ks[None, :], part_h,
-                          mask=row_ok[:, None] & k_ok[None, :])
+            tl.atomic_add(dh_ptr + rows64[:, None] * hdim + ks[None, :], part_h, mask=row_ok[:, None] & k_ok[None, :])
         if NEED_DW:
-            h_t = tl.load(h_ptr + rows64[:, None] * stride_h + ks[None, :],
-                          mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            h_t = tl.load(
+                h_ptr + rows64[:, None] * stride_h + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0
+            )
             if DOT_F32:
                 h_t = h_t.to(tl.float32)
             part_w = tl.dot(tl.trans(dz_in), h_t, input_precision=PRECISION)
-            tl.atomic_add(dw_ptr + cols64[:, None] * hdim + ks[None, :], part_w,
-                          mask=col_ok[:, None] & k_ok[None, :])
+            tl.atomic_add(dw_ptr + cols64[:, None] * hdim + ks[None, :], part_w, mask=col_ok[:, None] & k_ok[None, :])
 
 
 def bwd_configs():
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
-                      num_warps=w, num_stages=s)
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s)
         for bm, bn, bk, w, s in [
-            (128, 128, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 3),
-            (128, 128, 32, 8, 4), (64, 64, 64, 4, 4),
+            (128, 128, 64, 8, 3),
+            (64, 128, 64, 4, 3),
+            (128, 64, 64, 4, 3),
+            (128, 128, 32, 8, 4),
+            (64, 64, 64, 4, 4),
         ]
     ]
 
 
-backward = build_kernel(bwd_kernel, bwd_configs,
-                        key=["hdim", "vocab", "NEED_DH", "NEED_DW", "NEED_DB", "HAS_BIAS", "SOFTCAP",
-                             "PRECISION"],
-                        interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 2},
-                        reset_to_zero=["dh_ptr", "dw_ptr", "db_ptr"])
+backward = build_kernel(
+    bwd_kernel,
+    bwd_configs,
+    key=["hdim", "vocab", "NEED_DH", "NEED_DW", "NEED_DB", "HAS_BIAS", "SOFTCAP", "PRECISION"],
+    interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 2},
+    reset_to_zero=["dh_ptr", "dw_ptr", "db_ptr"],
+)

@@ -21,12 +21,33 @@ import triton.language as tl
 from .triton_util import NEG_BIG, build_kernel
 
 
-def fwd_partials_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt_ptr,
-                        n_rows, vocab, hdim, stride_h, stride_w, z_scale, cap_in, cap_out,
-                        split_v, n_splits,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        HAS_BIAS: tl.constexpr, SOFTCAP: tl.constexpr,
-                        PRECISION: tl.constexpr, DOT_F32: tl.constexpr):
+def fwd_partials_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    pm_ptr,
+    ps_ptr,
+    pa_ptr,
+    zt_ptr,
+    n_rows,
+    vocab,
+    hdim,
+    stride_h,
+    stride_w,
+    z_scale,
+    cap_in,
+    cap_out,
+    split_v,
+    n_splits,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
     pid = tl.program_id(0)
     pid_m = pid // n_splits
     split = pid % n_splits
@@ -47,10 +68,12 @@ def fwd_partials_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt
         for k0 in range(0, hdim, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)
             k_ok = ks < hdim
-            h = tl.load(h_ptr + rows64[:, None] * stride_h + ks[None, :],
-                        mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            w = tl.load(w_ptr + cols64[None, :] * stride_w + ks[:, None],
-                        mask=col_ok[None, :] & k_ok[:, None], other=0.0)
+            h = tl.load(
+                h_ptr + rows64[:, None] * stride_h + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0
+            )
+            w = tl.load(
+                w_ptr + cols64[None, :] * stride_w + ks[:, None], mask=col_ok[None, :] & k_ok[:, None], other=0.0
+            )
             if DOT_F32:  # interpreter: its bf16 dot is wrong, so multiply in fp32
                 h = h.to(tl.float32)
                 w = w.to(tl.float32)
@@ -81,8 +104,19 @@ def fwd_partials_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, pm_ptr, ps_ptr, pa_ptr, zt
     tl.store(pa_ptr + offs, a_i, mask=row_ok)
 
 
-def fwd_combine_kernel(pm_ptr, ps_ptr, pa_ptr, zt_ptr, lse_ptr, lp_ptr, ent_ptr,
-                       n_rows, n_splits, BLOCK: tl.constexpr, SPLITS: tl.constexpr):
+def fwd_combine_kernel(
+    pm_ptr,
+    ps_ptr,
+    pa_ptr,
+    zt_ptr,
+    lse_ptr,
+    lp_ptr,
+    ent_ptr,
+    n_rows,
+    n_splits,
+    BLOCK: tl.constexpr,
+    SPLITS: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     row_ok = rows < n_rows
     rows64 = rows.to(tl.int64)
@@ -110,13 +144,20 @@ def fwd_configs():
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
         for bm, bn, bk, w, s in [
-            (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 4),
-            (128, 128, 32, 4, 4), (64, 256, 64, 8, 3), (128, 64, 64, 4, 4),
+            (128, 128, 64, 8, 3),
+            (128, 256, 64, 8, 3),
+            (64, 128, 64, 4, 4),
+            (128, 128, 32, 4, 4),
+            (64, 256, 64, 8, 3),
+            (128, 64, 64, 4, 4),
         ]
     ]
 
 
-partials = build_kernel(fwd_partials_kernel, fwd_configs,
-                        key=["hdim", "vocab", "HAS_BIAS", "SOFTCAP", "PRECISION"],
-                        interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32})
+partials = build_kernel(
+    fwd_partials_kernel,
+    fwd_configs,
+    key=["hdim", "vocab", "HAS_BIAS", "SOFTCAP", "PRECISION"],
+    interpret_meta={"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32},
+)
 combine = build_kernel(fwd_combine_kernel)

@@ -34,8 +34,7 @@ class LazyKernel:
         if interp not in self._built:
             kernel = triton.jit(self.fn)
             if self.configs is not None and not interp:
-                kernel = triton.autotune(configs=self.configs(), key=self.key,
-                                         reset_to_zero=self.reset_to_zero)(kernel)
+                kernel = triton.autotune(configs=self.configs(), key=self.key, reset_to_zero=self.reset_to_zero)(kernel)
             self._built[interp] = kernel
         return self._built[interp]
 
@@ -67,6 +66,6 @@ def num_sms(device: torch.device) -> int:
     return 4
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count

@@ -1,5 +1,6 @@
 """`fastdapo check-model`: passes on a correct model, fails with a readable table when the model's
 forward does something to its logits that its config does not declare."""
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ class HiddenScaleConfig(Qwen2Config):
 
 class HiddenScaleForCausalLM(Qwen2ForCausalLM):
     """Multiplies its logits by a factor no config key declares: the transform nobody anticipated."""
+
     config_class = HiddenScaleConfig
 
     def forward(self, *args, **kwargs):
@@ -29,9 +31,18 @@ AutoModelForCausalLM.register(HiddenScaleConfig, HiddenScaleForCausalLM)
 
 def save_tiny(path, config_cls, model_cls):
     tok = build_char_tokenizer()
-    cfg = config_cls(vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                     tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    cfg = config_cls(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     model = model_cls(cfg)
     with torch.no_grad():
@@ -51,8 +62,11 @@ def test_check_model_passes_on_a_correct_model(tmp_path):
     result = check(save_tiny(tmp_path / "qwen2", Qwen2Config, Qwen2ForCausalLM), "--temperature", "0.8")
     assert result.exit_code == 0, result.output
     out = result.output
-    for row in ("trainer (shared-prompt packing) vs model", "trainer (plain packing) vs model",
-                "rollout engine (torch) vs model"):
+    for row in (
+        "trainer (shared-prompt packing) vs model",
+        "trainer (plain packing) vs model",
+        "rollout engine (torch) vs model",
+    ):
         assert row in out
     assert out.count(" ok ") >= 3 and "MISMATCH" not in out
 

@@ -1,4 +1,5 @@
 """Commands attach lazily, and one that cannot load fails loudly instead of vanishing from --help."""
+
 import click
 import pytest
 from click.testing import CliRunner

@@ -1,4 +1,5 @@
 """`fastdapo train` with an invalid config exits within seconds, one line naming the key, before any model load."""
+
 import os
 import subprocess
 import sys

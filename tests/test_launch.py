@@ -31,9 +31,17 @@ def test_hostfile_mode_uses_deepspeed_runner():
 
 
 def test_dry_run_prints_commands_and_validates_config_first():
-    ok = subprocess.run([sys.executable, "-m", "fastdapo.cli", "launch", "--num-procs", "2", "--dry-run",
-                         "--set", "run.steps=2"], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", "launch", "--num-procs", "2", "--dry-run", "--set", "run.steps=2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0 and "deepspeed.launcher.launch" in ok.stdout and "run.steps=2" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "fastdapo.cli", "launch", "--dry-run", "--set", "run.stepz=2"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", "launch", "--dry-run", "--set", "run.stepz=2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "run.stepz" in bad.stderr and "Traceback" not in bad.stderr

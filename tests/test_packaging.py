@@ -1,5 +1,6 @@
 """The package list in pyproject.toml is written by hand (the kernels import under another name than
 their folder): every package folder must be in it, or an installed copy would miss that package."""
+
 from pathlib import Path
 
 try:
@@ -15,7 +16,11 @@ def test_every_package_folder_is_listed():
     listed = set(setup["packages"])
     dirs = {setup["package-dir"].get(name, name.replace(".", "/")) for name in listed}
     assert all((ROOT / d).is_dir() for d in dirs), sorted(d for d in dirs if not (ROOT / d).is_dir())
-    found = {str(p.parent.relative_to(ROOT)) for top in ("fastdapo", "bench", "kernels")
-             for p in (ROOT / top).rglob("*.py") if "__pycache__" not in p.parts}
+    found = {
+        str(p.parent.relative_to(ROOT))
+        for top in ("fastdapo", "bench", "kernels")
+        for p in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
     assert found <= dirs, sorted(found - dirs)
     assert setup["package-dir"]["fastdapo_kernels"] == "kernels" and "kernels" not in listed

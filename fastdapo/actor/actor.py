@@ -4,6 +4,7 @@ Token-level loss: every micro-batch's loss is divided by the number of loss toke
 mini-batch (all micro-batches, all ranks), and DeepSpeed's own 1/GAS and 1/world scaling are undone,
 so the summed gradient equals the gradient of one big batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ from fastdapo.runtime import distributed as D
 class UpdateStats:
     losses: list[float] = field(default_factory=list)
     grad_norms: list[float] = field(default_factory=list)
-    clip_low: float = 0.0            # token-weighted sums, divided at the end
+    clip_low: float = 0.0  # token-weighted sums, divided at the end
     clip_high: float = 0.0
     entropy: float = 0.0
     prob: float = 0.0
@@ -38,16 +39,26 @@ class UpdateStats:
         """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
         p = self.packing
         low, high, ent, prob, tokens, slots, real, plain = D.all_reduce(
-            [float(x) for x in (self.clip_low, self.clip_high, self.entropy, self.prob, self.tokens,
-                                p.slots, p.real, p.plain)])
+            [
+                float(x)
+                for x in (self.clip_low, self.clip_high, self.entropy, self.prob, self.tokens, p.slots, p.real, p.plain)
+            ]
+        )
         t = max(tokens, 1.0)
         finite = [g for g in self.grad_norms if math.isfinite(g)]
-        return {"loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
-                "grad_norm": sum(finite) / len(finite) if finite else 0.0,
-                "clip_frac/low": low / t, "clip_frac/high": high / t,
-                "entropy/mean": ent / t, "logprob/mean_prob": prob / t,
-                "lr": self.lr, "train/skipped_updates": self.skipped, "train/updates": len(self.losses),
-                **p.metrics(slots, real, plain), **self.mismatch.summary()}
+        return {
+            "loss": sum(self.losses) / max(1, len(self.losses)) if self.losses else 0.0,
+            "grad_norm": sum(finite) / len(finite) if finite else 0.0,
+            "clip_frac/low": low / t,
+            "clip_frac/high": high / t,
+            "entropy/mean": ent / t,
+            "logprob/mean_prob": prob / t,
+            "lr": self.lr,
+            "train/skipped_updates": self.skipped,
+            "train/updates": len(self.losses),
+            **p.metrics(slots, real, plain),
+            **self.mismatch.summary(),
+        }
 
 
 class Actor:
@@ -86,8 +97,11 @@ class Actor:
     def update(self, seqs: list[Sequence], seq_uids: list[int], plans: list[list[set[int]]]) -> UpdateStats:
         """`plans`: per epoch, the mini-batches as sets of prompt uids (identical on every rank)."""
         settings = getattr(self.policy, "settings", None)
-        stats = UpdateStats(mismatch=MismatchStats(settings.rollout_correction, settings.rollout_correction_cap)
-                            if settings is not None else MismatchStats())
+        stats = UpdateStats(
+            mismatch=MismatchStats(settings.rollout_correction, settings.rollout_correction_cap)
+            if settings is not None
+            else MismatchStats()
+        )
         for plan in plans:
             for mini in plan:
                 self._update_one([s for s, u in zip(seqs, seq_uids) if u in mini], stats)

@@ -1,4 +1,5 @@
 """DeepSpeed engine for the actor: generated config, optional user JSON merged on top."""
+
 from __future__ import annotations
 
 import json

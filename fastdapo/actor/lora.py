@@ -5,6 +5,7 @@ dropped), so the policy, the rollout engines and the checkpoint see an ordinary 
 whose only trainable parameters are the adapters. Engines that hold their own copy of the weights
 (vLLM) take `merged_named_weights`: W + scale * B @ A under the base model's names.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,9 +23,14 @@ def peft_lora_config(lora: LoraConfig):
     import peft
 
     targets = [m.strip() for m in lora.target_modules if m.strip()]
-    return peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
-                           target_modules="all-linear" if targets == ["all-linear"] else targets,
-                           task_type="CAUSAL_LM")
+    return peft.LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        bias="none",
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        task_type="CAUSAL_LM",
+    )
 
 
 def apply_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
@@ -57,8 +63,9 @@ def _scalings(model: torch.nn.Module) -> dict[str, float]:
     return {name: float(m.scaling[ADAPTER]) for name, m in model.named_modules() if _lora_layer(m)}
 
 
-def merged_named_weights(model: torch.nn.Module,
-                         chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[tuple[str, torch.Tensor]]:
+def merged_named_weights(
+    model: torch.nn.Module, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Every weight of the base model under its plain name (``...q_proj.weight``), adapted layers merged:
     W + scale * B @ A, computed in fp32 and cast to W's dtype; the model is not modified. Without LoRA
     layers this is `weight_stream.named_weights`. Gathered piecewise under ZeRO-3 as named_weights does."""
@@ -82,8 +89,11 @@ def merged_named_weights(model: torch.nn.Module,
 
 def _split(name: str, scalings: dict[str, float]) -> tuple[str | None, str]:
     """(adapted module, piece) for a LoRA layer's weight or adapter matrix; (None, '') for any other."""
-    for marker, kind in ((f".lora_A.{ADAPTER}.weight", "A"), (f".lora_B.{ADAPTER}.weight", "B"),
-                         (f"{_BASE}weight", "weight")):
+    for marker, kind in (
+        (f".lora_A.{ADAPTER}.weight", "A"),
+        (f".lora_B.{ADAPTER}.weight", "B"),
+        (f"{_BASE}weight", "weight"),
+    ):
         if name.endswith(marker):
             owner = name[: -len(marker)]
             if owner in scalings:
@@ -106,6 +116,8 @@ def peft_model_from_state(config, lora: LoraConfig, state_dict: dict):
     missing, unexpected = model.get_base_model().load_state_dict(state_dict, strict=False)
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
-        raise ValueError(f"the checkpoint does not match the LoRA model: missing {sorted(set(missing) - tied)[:5]}, "
-                         f"unexpected {sorted(unexpected)[:5]}")
+        raise ValueError(
+            f"the checkpoint does not match the LoRA model: missing {sorted(set(missing) - tied)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
     return model

@@ -12,6 +12,7 @@ old-log-prob pass, or on-policy the update pass itself), a matching engine gives
   [1/C, C]); with the correction off it is computed with the configured C, to see its effect in advance.
 * ``is_weight_mean``: mean correction weight the loss applied (1 with the correction off).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,13 @@ class MismatchStats:
     weight: torch.Tensor | float = 0.0
     tokens: torch.Tensor | float = 0.0
 
-    def add(self, trainer_lp: torch.Tensor, rollout_lp: torch.Tensor, mask: torch.Tensor,
-            is_weight: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        trainer_lp: torch.Tensor,
+        rollout_lp: torch.Tensor,
+        mask: torch.Tensor,
+        is_weight: torch.Tensor | None = None,
+    ) -> None:
         m = mask.reshape(-1).bool()
         t = trainer_lp.detach().reshape(-1)[m].float()
         r = rollout_lp.detach().reshape(-1)[m].float().to(t.device)
@@ -62,12 +68,28 @@ class MismatchStats:
         """The metrics over every rank's tokens; empty when no engine log-probs were seen (a collective:
         every rank calls it)."""
         abs_diff, k3, nll_t, nll_r, outside, weight, tokens = D.all_reduce(
-            [float(x) for x in (self.abs_diff, self.k3, self.nll_trainer, self.nll_rollout, self.outside,
-                                self.weight, self.tokens)])
+            [
+                float(x)
+                for x in (
+                    self.abs_diff,
+                    self.k3,
+                    self.nll_trainer,
+                    self.nll_rollout,
+                    self.outside,
+                    self.weight,
+                    self.tokens,
+                )
+            ]
+        )
         abs_max = D.all_reduce([float(self.abs_max)], "max")[0]
         if not tokens:
             return {}
         log_ppl_ratio = min((nll_t - nll_r) / tokens, 700.0)
-        return {"rollout_corr/logp_abs_diff_mean": abs_diff / tokens, "rollout_corr/logp_abs_diff_max": abs_max,
-                "rollout_corr/kl": k3 / tokens, "rollout_corr/ppl_ratio": math.exp(log_ppl_ratio),
-                "rollout_corr/clip_frac": outside / tokens, "rollout_corr/is_weight_mean": weight / tokens}
+        return {
+            "rollout_corr/logp_abs_diff_mean": abs_diff / tokens,
+            "rollout_corr/logp_abs_diff_max": abs_max,
+            "rollout_corr/kl": k3 / tokens,
+            "rollout_corr/ppl_ratio": math.exp(log_ppl_ratio),
+            "rollout_corr/clip_frac": outside / tokens,
+            "rollout_corr/is_weight_mean": weight / tokens,
+        }

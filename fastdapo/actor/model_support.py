@@ -10,6 +10,7 @@ The packed and shared-prompt attention paths (``packed_sdpa``, and the 4-D block
 
 Anything else is refused here with one line, never approximated.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -52,7 +53,8 @@ def choose_attention(config, requested: str, resolved: str, name: str | None = N
         return "eager"
     raise UnsupportedModelError(
         f"{name or model_class(config)}: attention-logit soft-capping (attn_logit_softcapping={cap}) is not supported "
-        f"by {resolved}; use model.attn_implementation=eager (or auto) or flash_attention_2")
+        f"by {resolved}; use model.attn_implementation=eager (or auto) or flash_attention_2"
+    )
 
 
 def check_model_support(model: nn.Module, attn_impl: str, max_len: int) -> OutputHead:
@@ -71,6 +73,7 @@ def check_model_support(model: nn.Module, attn_impl: str, max_len: int) -> Outpu
         raise UnsupportedModelError(
             f"{cls}: {kind} (window {window} on {n} of {layers} layers) is not supported by the {attn_impl} "
             f"packed training path for sequences up to {max_len} tokens; keep data.max_prompt_length + "
-            f"rollout.max_response_length <= {window} or use model.attn_implementation=flash_attention_2")
+            f"rollout.max_response_length <= {window} or use model.attn_implementation=flash_attention_2"
+        )
     choose_attention(config, attn_impl, attn_impl, cls)  # refuses soft-capped attention on SDPA
     return head

@@ -12,6 +12,7 @@ optimizer the same behaviour as the ZeRO optimizers:
 - `optimizer._global_grad_norm` is what `engine.get_global_grad_norm()` reports (inf on a skip),
   which the actor counts towards `run.max_nonfinite_skips`.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def guard_optimizer(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
                 for p in g["params"]:
                     p.grad = None  # torch optimizers leave parameters without a gradient untouched
         elif max_norm > 0:
-            torch.nn.utils.clip_grads_with_norm_([p for g in opt.param_groups for p in g["params"]
-                                                  if p.grad is not None], max_norm, total)
+            torch.nn.utils.clip_grads_with_norm_(
+                [p for g in opt.param_groups for p in g["params"] if p.grad is not None], max_norm, total
+            )
 
     optimizer.register_step_pre_hook(_check)
 
@@ -63,8 +65,10 @@ class NonFiniteCounter:
             return False
         self.in_a_row += 1
         if self.limit and self.in_a_row > self.limit:
-            raise FloatingPointError(f"{self.in_a_row} non-finite updates in a row (loss={loss}, "
-                                     f"grad_norm={grad_norm}); aborting (run.max_nonfinite_skips)")
+            raise FloatingPointError(
+                f"{self.in_a_row} non-finite updates in a row (loss={loss}, "
+                f"grad_norm={grad_norm}); aborting (run.max_nonfinite_skips)"
+            )
         return True
 
     def state_dict(self) -> dict:

@@ -6,6 +6,7 @@ divisor (Granite's ``logits_scaling``) and final-logit soft-capping (Gemma-2's
 ``final_logit_softcapping``). A transform that is neither declared in the config nor visible in the
 output layer cannot be seen here; the fidelity probe (``fastdapo.actor.probe``) catches it.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,11 @@ class OutputHead:
 
     def kernel_kwargs(self, lm_head: nn.Module) -> dict:
         """Keyword arguments for ``fused_linear_dapo_loss`` / ``linear_logprobs``."""
-        return {"bias": lm_head.bias if self.has_bias else None, "logit_scale": self.logit_scale,
-                "softcap": self.softcap}
+        return {
+            "bias": lm_head.bias if self.has_bias else None,
+            "logit_scale": self.logit_scale,
+            "softcap": self.softcap,
+        }
 
     def describe(self) -> str:
         parts = ["bias"] if self.has_bias else []
@@ -48,8 +52,9 @@ def _positive(cls: str, key: str, value) -> float:
     except (TypeError, ValueError):
         v = float("nan")
     if not (math.isfinite(v) and v > 0):
-        raise UnsupportedModelError(f"{cls}: config.{key}={value!r} is not a positive number; "
-                                    "fix the model's config.json")
+        raise UnsupportedModelError(
+            f"{cls}: config.{key}={value!r} is not a positive number; fix the model's config.json"
+        )
     return v
 
 
@@ -61,7 +66,8 @@ def detect_output_head(model: nn.Module) -> OutputHead:
     if not isinstance(head, nn.Linear) or type(head).forward is not nn.Linear.forward:
         raise UnsupportedModelError(
             f"{cls}: the output layer is {type(head).__name__}, not a plain torch.nn.Linear; the fused LM-head "
-            "kernels need its weight [vocab, hidden] (merge adapters / dequantize the head before training)")
+            "kernels need its weight [vocab, hidden] (merge adapters / dequantize the head before training)"
+        )
     config = model.config
     scale = 1.0
     if getattr(config, "logit_scale", None) is not None:  # Cohere: logits * logit_scale

@@ -3,6 +3,7 @@
 The model is never asked for full-vocabulary logits: the LM-head weight goes straight into the
 fused kernel together with the hidden states.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
 class LossSettings:
     """The loss's knobs, passed as they are to the fused kernel (validated by the config loader and the
     kernel's ClipConfig, not here)."""
+
     eps_low: float = 0.2
     eps_high: float = 0.28
     dual_clip: float | None = None
@@ -33,8 +35,16 @@ class LossSettings:
     def from_config(cls, cfg: Config) -> LossSettings:
         a = cfg.algorithm
         # the rollout temperature: the loss scores the samples under the distribution that drew them
-        return cls(a.eps_low, a.eps_high, a.dual_clip, cfg.rollout.temperature, a.kernel_impl, a.log_ratio_bound,
-                   a.rollout_correction, a.rollout_correction_cap)
+        return cls(
+            a.eps_low,
+            a.eps_high,
+            a.dual_clip,
+            cfg.rollout.temperature,
+            a.kernel_impl,
+            a.log_ratio_bound,
+            a.rollout_correction,
+            a.rollout_correction_cap,
+        )
 
 
 class PolicyWithLoss(nn.Module):
@@ -63,25 +73,41 @@ class PolicyWithLoss(nn.Module):
         h = self.hidden(mb)
         w = self.lm_head.weight
         if score_only:
-            return linear_logprobs(h, w, mb.targets, temperature=s.temperature, impl=s.impl,
-                                   **self.head.kernel_kwargs(self.lm_head))
+            return linear_logprobs(
+                h, w, mb.targets, temperature=s.temperature, impl=s.impl, **self.head.kernel_kwargs(self.lm_head)
+            )
         # No old log-probs: on-policy (one update per rollout step), or a padding micro-batch of a
         # rank with fewer sequences than its peers (all masked, so the ratio does not matter).
         adv = mb.advantages
         if adv is None:
             adv = torch.zeros(mb.targets.shape, dtype=torch.float32, device=h.device)
         return fused_linear_dapo_loss(
-            h, w, mb.targets, mb.old_logprobs, adv, mb.loss_mask,
-            eps_low=s.eps_low, eps_high=s.eps_high, temperature=s.temperature, normalizer=normalizer,
-            impl=s.impl, dual_clip=s.dual_clip, log_ratio_bound=s.log_ratio_bound,
-            rollout_logprobs=mb.rollout_logprobs, rollout_correction=self._correction(mb),
-            rollout_correction_cap=s.rollout_correction_cap, **self.head.kernel_kwargs(self.lm_head))
+            h,
+            w,
+            mb.targets,
+            mb.old_logprobs,
+            adv,
+            mb.loss_mask,
+            eps_low=s.eps_low,
+            eps_high=s.eps_high,
+            temperature=s.temperature,
+            normalizer=normalizer,
+            impl=s.impl,
+            dual_clip=s.dual_clip,
+            log_ratio_bound=s.log_ratio_bound,
+            rollout_logprobs=mb.rollout_logprobs,
+            rollout_correction=self._correction(mb),
+            rollout_correction_cap=s.rollout_correction_cap,
+            **self.head.kernel_kwargs(self.lm_head),
+        )
 
     def _correction(self, mb: MicroBatch) -> str:
         mode = self.settings.rollout_correction
         if mode != "none" and mb.rollout_logprobs is None:
             if bool(mb.loss_mask.any()):
-                raise ValueError(f"algorithm.rollout_correction={mode} needs the rollout engine's log-probs, "
-                                 "and this engine recorded none")
+                raise ValueError(
+                    f"algorithm.rollout_correction={mode} needs the rollout engine's log-probs, "
+                    "and this engine recorded none"
+                )
             return "none"  # an all-padding micro-batch: nothing to weight
         return mode

@@ -5,6 +5,7 @@ This catches what ``fastdapo.actor.output_head`` cannot see: a transform in the 
 its config does not declare. Used by ``fastdapo check-model`` (a table) and before the first rollout
 of ``fastdapo train`` (a one-line refusal).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,14 +17,27 @@ from fastdapo.actor.output_head import UnsupportedModelError
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.packer import Packer
 
-__all__ = ["ProbeRow", "FidelityError", "tolerance", "probe_sequences", "model_logprobs", "compare",
-           "trainer_logprobs", "split_prompt_groups", "check_fidelity"]
+__all__ = [
+    "ProbeRow",
+    "FidelityError",
+    "tolerance",
+    "probe_sequences",
+    "model_logprobs",
+    "compare",
+    "trainer_logprobs",
+    "split_prompt_groups",
+    "check_fidelity",
+]
 
 # (max, mean) |delta| accepted, in nats. fp32 is exact up to summation order. bf16 / fp16 logits are
 # rounded in the model's own forward (not in the fused kernel, which keeps fp32 logits): tiny models
 # show a max of ~0.04 and a mean of ~0.01 in bf16; a missed output transform moves the mean by far more.
-TOLERANCE = {torch.float32: (2e-4, 2e-4), torch.float64: (2e-4, 2e-4), torch.bfloat16: (0.25, 0.03),
-             torch.float16: (0.1, 0.01)}
+TOLERANCE = {
+    torch.float32: (2e-4, 2e-4),
+    torch.float64: (2e-4, 2e-4),
+    torch.bfloat16: (0.25, 0.03),
+    torch.float16: (0.1, 0.01),
+}
 
 
 def tolerance(dtype: torch.dtype) -> tuple[float, float]:
@@ -55,9 +69,10 @@ def probe_sequences(groups: list[tuple[list[int], list[list[int]]]]) -> list[Seq
         for resp in responses:
             ids = torch.tensor(list(prompt) + list(resp), dtype=torch.long)
             mask = torch.zeros(len(ids), dtype=torch.bool)
-            mask[p - 1:p + len(resp) - 1] = True
-            seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=gid,
-                                 advantages=torch.zeros(len(ids))))
+            mask[p - 1 : p + len(resp) - 1] = True
+            seqs.append(
+                Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=gid, advantages=torch.zeros(len(ids)))
+            )
     return seqs
 
 
@@ -65,7 +80,7 @@ def split_prompt_groups(prompts: list[list[int]], count: int = 2) -> list[tuple[
     """Deterministic groups from prompt token lists alone (no sampling, no RNG): each prompt's first
     half is a group prompt, the second halves of the prompts are its responses."""
     usable = [p for p in prompts if len(p) >= 4][:count]
-    halves = [(p[:len(p) // 2], p[len(p) // 2:]) for p in usable]
+    halves = [(p[: len(p) // 2], p[len(p) // 2 :]) for p in usable]
     return [(head, [tail for _, tail in halves]) for head, _ in halves]
 
 
@@ -93,16 +108,18 @@ def trainer_logprobs(engine, packer: Packer, seqs: list[Sequence]) -> list[torch
     return Actor(engine, packer, device).score(seqs)[0]
 
 
-def compare(name: str, got: list[torch.Tensor], ref: list[torch.Tensor], seqs: list[Sequence],
-            tol: tuple[float, float]) -> ProbeRow:
+def compare(
+    name: str, got: list[torch.Tensor], ref: list[torch.Tensor], seqs: list[Sequence], tol: tuple[float, float]
+) -> ProbeRow:
     deltas = torch.cat([(g.float().cpu() - r.float().cpu())[s.loss_mask].abs() for g, r, s in zip(got, ref, seqs)])
     if deltas.numel() == 0:
         raise ValueError("the probe has no response tokens to compare")
     return ProbeRow(name, float(deltas.max()), float(deltas.mean()), int(deltas.numel()), tol)
 
 
-def check_fidelity(engine, model: torch.nn.Module, packer: Packer, prompts: list[list[int]], temperature: float,
-                   model_path: str) -> ProbeRow | None:
+def check_fidelity(
+    engine, model: torch.nn.Module, packer: Packer, prompts: list[list[int]], temperature: float, model_path: str
+) -> ProbeRow | None:
     """The train-time probe: raises :class:`FidelityError` (one line) when the trainer's log-probs on a
     couple of sequences differ from the model's own forward."""
     seqs = probe_sequences(split_prompt_groups(prompts))
@@ -118,5 +135,6 @@ def check_fidelity(engine, model: torch.nn.Module, packer: Packer, prompts: list
             f"{type(model).__name__}: the trainer's log-probs differ from the model's own forward (|delta| max "
             f"{row.max_delta:.3g} / mean {row.mean_delta:.3g} nats over {row.tokens} tokens, allowed "
             f"{row.tolerance[0]:g} / {row.tolerance[1]:g}), so training would be "
-            f"silently wrong; run fastdapo check-model {model_path} for details; model.check_fidelity=false to skip")
+            f"silently wrong; run fastdapo check-model {model_path} for details; model.check_fidelity=false to skip"
+        )
     return row

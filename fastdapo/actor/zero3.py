@@ -4,6 +4,7 @@ Left alone, ZeRO-3 fetches each layer's parameters inside every decoding step th
 which deadlocks as soon as ranks decode a different number of steps. So, while generating, the
 full weights are gathered and DeepSpeed's per-module fetch/release hooks are taken off.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Group-relative advantages (GRPO/DAPO): A_i = (R_i - mean(R)) / (std(R) + eps)."""
+
 from __future__ import annotations
 
 import torch

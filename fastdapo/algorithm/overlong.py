@@ -1,4 +1,5 @@
 """Overlong Reward Shaping (DAPO eq. 13): a soft length penalty inside the last `buffer` tokens."""
+
 from __future__ import annotations
 
 

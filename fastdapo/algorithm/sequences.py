@@ -1,4 +1,5 @@
 """Kept groups -> per-sequence training rows (advantage broadcast, loss mask, overlong filter)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def _rollout_logprobs(gen, length: int) -> torch.Tensor:
     if len(gen.logprobs) != r:
         raise ValueError(f"engine returned {len(gen.logprobs)} log-probs for a response of {r} tokens")
     out = torch.zeros(length, dtype=torch.float32)
-    out[p - 1: p + r - 1] = torch.tensor(gen.logprobs, dtype=torch.float32)
+    out[p - 1 : p + r - 1] = torch.tensor(gen.logprobs, dtype=torch.float32)
     return out
 
 
@@ -58,9 +59,16 @@ def build_sequences(groups: list[Group], overlong_filtering: bool) -> tuple[list
             mask = torch.zeros(p + r, dtype=torch.bool)
             # Position t predicts token t+1: response tokens are predicted from p-1 .. p+r-2.
             if not (overlong_filtering and gen.truncated):
-                mask[p - 1: p + r - 1] = True
-            seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=g.prompt.uid,
-                                 advantages=torch.full((p + r,), a, dtype=torch.float32),
-                                 rollout_logprobs=_rollout_logprobs(gen, p + r) if with_lp else None))
+                mask[p - 1 : p + r - 1] = True
+            seqs.append(
+                Sequence(
+                    input_ids=ids,
+                    loss_mask=mask,
+                    prompt_len=p,
+                    group=g.prompt.uid,
+                    advantages=torch.full((p + r,), a, dtype=torch.float32),
+                    rollout_logprobs=_rollout_logprobs(gen, p + r) if with_lp else None,
+                )
+            )
             uids.append(g.prompt.uid)
     return seqs, uids

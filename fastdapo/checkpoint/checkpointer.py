@@ -4,6 +4,7 @@ components that save and load their own state (see :mod:`fastdapo.checkpoint.com
 Every call is collective: every rank saves and resumes. The layout, atomic write and damage checks
 are those of :mod:`fastdapo.checkpoint.store`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,10 +52,15 @@ def _upgrade(state: dict) -> dict:
     if int(state.get("format", 1)) >= 2:
         return state
     version, internal, gauss = state["shuffle_rng"]
-    return {**state, "components": {
-        "stream": state["stream"], "rng": state["rng"],
-        "shuffle_rng": {"version": version, "internal": list(internal), "gauss": gauss},
-        "nonfinite": {"nonfinite_in_a_row": state["nonfinite_in_a_row"]}}}
+    return {
+        **state,
+        "components": {
+            "stream": state["stream"],
+            "rng": state["rng"],
+            "shuffle_rng": {"version": version, "internal": list(internal), "gauss": gauss},
+            "nonfinite": {"nonfinite_in_a_row": state["nonfinite_in_a_row"]},
+        },
+    }
 
 
 class Checkpointer:
@@ -75,8 +81,13 @@ class Checkpointer:
 
     def snapshot(self, step: int) -> dict:
         """Everything besides the engine that a resumed run needs to continue exactly from `step`."""
-        return {"format": FORMAT, "step": step, "rank": D.rank(), "world_size": D.world_size(),
-                "components": {name: c.state_dict() for name, c in self.components.items()}}
+        return {
+            "format": FORMAT,
+            "step": step,
+            "rank": D.rank(),
+            "world_size": D.world_size(),
+            "components": {name: c.state_dict() for name, c in self.components.items()},
+        }
 
     def save(self, step: int, state: dict | None = None) -> Path | None:
         """Checkpoint the engine's current weights as step `step`; `state` (from `snapshot`) defaults
@@ -111,11 +122,20 @@ class Checkpointer:
         save_config(self.cfg, tmp / "config.yaml")
         fsync_tree(tmp)
         files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
-        write_json_atomic(tmp / MANIFEST, {
-            "format": FORMAT, "step": step, "world_size": D.world_size(),
-            "zero_stage": self.engine.zero_optimization_stage(), "dtype": str(self.cfg.model.dtype),
-            "model_dtype": str(next(self.engine.module.parameters()).dtype).replace("torch.", ""),
-            "engine_tag": ENGINE_TAG, "created": time.time(), "files": files})
+        write_json_atomic(
+            tmp / MANIFEST,
+            {
+                "format": FORMAT,
+                "step": step,
+                "world_size": D.world_size(),
+                "zero_stage": self.engine.zero_optimization_stage(),
+                "dtype": str(self.cfg.model.dtype),
+                "model_dtype": str(next(self.engine.module.parameters()).dtype).replace("torch.", ""),
+                "engine_tag": ENGINE_TAG,
+                "created": time.time(),
+                "files": files,
+            },
+        )
         if final.exists():
             remove_checkpoint(final)
         os.replace(tmp, final)
@@ -174,9 +194,12 @@ class Checkpointer:
         if change and D.is_main():
             log.info("resuming across a layout change (%s) through DeepSpeed's universal checkpoint", change)
         if not same_count and D.is_main():
-            log.warning("the per-rank sampling random states cannot carry over to another process count: each rank's "
-                        "are seeded from (run.seed, step, rank), so sampled responses differ from a run that kept "
-                        "%s process(es) unless rollout.seed_per_prompt=true", manifest["world_size"])
+            log.warning(
+                "the per-rank sampling random states cannot carry over to another process count: each rank's "
+                "are seeded from (run.seed, step, rank), so sampled responses differ from a run that kept "
+                "%s process(es) unless rollout.seed_per_prompt=true",
+                manifest["world_size"],
+            )
         for name, component in self.components.items():
             if not same_count and getattr(component, "per_rank", False):
                 component.reseed((self.cfg.run.seed * 1_000_003 + step) * 1009 + D.rank())

@@ -4,6 +4,7 @@ The checkpointer stores whatever such components it is given, by name; a new sta
 run joins by one entry in that dict. States must load with ``torch.load(weights_only=True)``:
 tensors, numbers, strings, lists, tuples and dicts only.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,9 +27,11 @@ class Stateful(Protocol):
 def capture_rng() -> dict:
     """Python, NumPy and torch (CPU and CUDA) global RNG states; generation samples from torch's."""
     np_state = np.random.get_state()
-    state = {"python": random.getstate(),
-             "numpy": (np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -47,6 +50,7 @@ def restore_rng(state: dict) -> None:
 class GlobalRNG:
     """The process-wide generators (Python, NumPy, torch, CUDA). Each rank's differ (its own samples), so
     a resume with another process count cannot map them: it seeds them instead (``reseed``)."""
+
     per_rank = True
 
     def reseed(self, seed: int) -> None:
@@ -64,6 +68,7 @@ class GlobalRNG:
 @dataclass
 class ShuffleRNG:
     """A private ``random.Random`` (the mini-batch shuffles)."""
+
     rng: random.Random
 
     def state_dict(self) -> dict:
@@ -77,6 +82,7 @@ class ShuffleRNG:
 @dataclass
 class HFAssets:
     """What an export needs besides the weights: model config, generation config, tokenizer."""
+
     model_config: object
     tokenizer: object
     generation_config: object | None = None

@@ -5,6 +5,7 @@ and simply apply. The learning rate is re-applied to the restored schedule (`app
 What the checkpoint itself fixes (the weights' model, the prompt stream's data and seed, the
 optimizer's restored moments and group settings) cannot change mid-run and is refused.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,11 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def config_changes(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     old, new = _flat(saved), _flat(current)
-    return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-            if k not in _NOT_COMPARED and old.get(k) != new.get(k)]
+    return [
+        (k, old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if k not in _NOT_COMPARED and old.get(k) != new.get(k)
+    ]
 
 
 def review_config_changes(checkpoint: Path | None, cfg: Config) -> list[tuple[str, object, object]]:
@@ -57,8 +61,10 @@ def review_config_changes(checkpoint: Path | None, cfg: Config) -> list[tuple[st
     refused = [(k, why) for k, _, _ in changes for prefix, why in FIXED.items() if k.startswith(prefix)]
     if refused:
         key, why = refused[0]
-        raise CheckpointError(f"cannot resume from {checkpoint} with {key} changed ({why}): set it back, or start "
-                              "a new run in another run.output_dir (nothing was written)")
+        raise CheckpointError(
+            f"cannot resume from {checkpoint} with {key} changed ({why}): set it back, or start "
+            "a new run in another run.output_dir (nothing was written)"
+        )
     for key, old, new in changes:
         log.warning("config changed on resume: %s: %r -> %r (applies from the next step)", key, old, new)
     return changes

@@ -5,6 +5,7 @@ rewrites them as one fp32 weight + Adam moments + step per parameter, by name, w
 any layout loads with ``checkpoint.load_universal``. The conversion is written once, next to the
 original files (never changing them), into ``<checkpoint>/universal/``, atomically.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,15 @@ def _convert(src: Path, out: Path) -> None:
     from deepspeed import __version__ as ds_version
     from deepspeed.checkpoint import ds_to_universal
 
-    args = argparse.Namespace(input_folder=str(src), output_folder=str(out), num_extract_workers=1,
-                              num_merge_workers=1, keep_temp_folder=False, strict=True,
-                              inject_missing_state=True)  # our saves carry no Megatron-style universal info
+    args = argparse.Namespace(
+        input_folder=str(src),
+        output_folder=str(out),
+        num_extract_workers=1,
+        num_merge_workers=1,
+        keep_temp_folder=False,
+        strict=True,
+        inject_missing_state=True,
+    )  # our saves carry no Megatron-style universal info
     with contextlib.redirect_stdout(io.StringIO()):  # the tool prints its progress
         ds_to_universal.main(args)
     saved = next(out / n for n in _MODEL_STATES if (out / n).is_file())
@@ -88,8 +95,10 @@ def _convert(src: Path, out: Path) -> None:
     sd.setdefault("ds_version", ds_version)  # required by the ZeRO-1/2 loader
     if "optimizer_state_dict" not in sd:  # the ZeRO-3 loader takes the step from here
         step = next(iter(sorted((out / "zero").glob("*/step.pt"))), None)
-        sd["optimizer_state_dict"] = {"state": {0: {"step": torch.load(step, weights_only=False) if step else 0}},
-                                      "param_groups": sd["param_groups"]}
+        sd["optimizer_state_dict"] = {
+            "state": {0: {"step": torch.load(step, weights_only=False) if step else 0}},
+            "param_groups": sd["param_groups"],
+        }
     torch.save(sd, state_path)
 
 

@@ -5,6 +5,7 @@ warning. Another process count or ZeRO stage is bridged by DeepSpeed's universal
 :mod:`fastdapo.checkpoint.reshard`); a complete checkpoint that this run still cannot load (to or from
 ZeRO-0) is refused, never silently replaced by a fresh start: the earlier run's files stay as they are.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,8 @@ def candidates(root: Path, mode: str) -> tuple[list[Path], bool]:
         if existing:
             raise CheckpointError(
                 f"run.resume=never, but {root} already holds {len(existing)} checkpoint(s) of an "
-                "earlier run: resume it (--resume auto), or use another run.output_dir")
+                "earlier run: resume it (--resume auto), or use another run.output_dir"
+            )
         return [], False
     if mode == "auto":
         return [p for _, p in reversed(list_checkpoints(root))], False
@@ -62,14 +64,16 @@ def choose_checkpoint(run_dir: Path, mode: str, world_size: int, zero_stage: int
             raise CheckpointError(
                 f"cannot resume from {path}: {layout_change(manifest, world_size, zero_stage)}: {why}; rerun with "
                 f"ZeRO-{manifest.get('zero_stage')} and {manifest.get('world_size')} process(es), or start anew in "
-                "another run.output_dir (nothing was written)")
+                "another run.output_dir (nothing was written)"
+            )
         if needs_universal(manifest, world_size, zero_stage):
             _prepare_universal(path, manifest, world_size, zero_stage)
         return path
     if paths:
         raise CheckpointError(
             f"no usable checkpoint among the {len(paths)} in {paths[0].parent} (see the warnings above); nothing "
-            "was written: move them away to start over, or use another run.output_dir")
+            "was written: move them away to start over, or use another run.output_dir"
+        )
     return None
 
 
@@ -86,4 +90,5 @@ def _prepare_universal(path: Path, manifest: dict, world_size: int, zero_stage: 
         raise CheckpointError(
             f"cannot resume from {path}: {layout_change(manifest, world_size, zero_stage)}: DeepSpeed's universal "
             f"checkpoint conversion failed ({err or 'on rank 0'}); rerun with ZeRO-{manifest.get('zero_stage')} and "
-            f"{manifest.get('world_size')} process(es), or start anew in another run.output_dir (nothing was written)")
+            f"{manifest.get('world_size')} process(es), or start anew in another run.output_dir (nothing was written)"
+        )

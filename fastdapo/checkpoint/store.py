@@ -19,6 +19,7 @@ the previous checkpoint. Only the newest `run.keep_last` complete checkpoints ar
 
 All ranks must see RUN_DIR (a shared file system on multi-node runs), as DeepSpeed itself assumes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -51,6 +52,7 @@ def state_file(rank: int) -> str:
 
 
 # --- finding and checking checkpoints -------------------------------------------------------------
+
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     """(step, path) of every `step_*` directory under `root`, oldest first (complete or not)."""
@@ -136,6 +138,7 @@ def resolve(path: str | Path, step: int | None = None) -> Path:
 
 # --- file system helpers ----------------------------------------------------------------------------
 
+
 def fsync_tree(path: Path) -> None:
     for f in sorted(path.rglob("*")):
         if f.is_file():
@@ -174,8 +177,11 @@ def write_error(exc: BaseException, path: Path) -> BaseException:
         chain.append(e)
         e = e.__cause__ or e.__context__
     text = " ".join(str(e) for e in chain).lower()
-    if any(getattr(e, "errno", None) == errno.ENOSPC for e in chain) or "no space left" in text \
-            or "file write failed" in text:
+    if (
+        any(getattr(e, "errno", None) == errno.ENOSPC for e in chain)
+        or "no space left" in text
+        or "file write failed" in text
+    ):
         return CheckpointError(f"no space left on device while writing checkpoint {path}")
     os_errors = [e for e in chain if isinstance(e, OSError)]
     if os_errors:

@@ -1,4 +1,4 @@
-from fastdapo.config.load import ConfigError, load_config, save_config, config_to_dict
+from fastdapo.config.load import ConfigError, config_to_dict, load_config, save_config
 from fastdapo.config.schema import Config
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "config_to_dict"]

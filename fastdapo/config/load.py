@@ -1,4 +1,5 @@
 """YAML -> validated `Config`. Every error names the offending key in one line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -136,8 +137,9 @@ def read_config_file(path: str | Path | None) -> dict:
         raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
-                preflight: bool = False) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, preflight: bool = False
+) -> Config:
     """Load a YAML file (None -> configs/toy.yaml), apply overrides, validate every key and rule.
 
     `preflight` also checks this machine (files exist, optional packages installed), as `fastdapo train` does.

@@ -2,6 +2,7 @@
 
 Kept apart from the pure rules: a config written for a cluster must still load and validate elsewhere.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Markdown reference of every config key, generated from the dataclasses (`python -m fastdapo.config.reference`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,10 @@ def _rows(cls, prefix: str) -> list[str]:
         if dataclasses.is_dataclass(tp):
             rows += _rows(tp, key + ".")
             continue
-        rows.append(f"| `{key}` | {_type_name(tp)} | `{getattr(defaults, f.name)!r}` | "
-                    f"{_allowed(f.metadata)} | {f.metadata.get('help', '')} |")
+        rows.append(
+            f"| `{key}` | {_type_name(tp)} | `{getattr(defaults, f.name)!r}` | "
+            f"{_allowed(f.metadata)} | {f.metadata.get('help', '')} |"
+        )
     return rows
 
 

@@ -3,9 +3,11 @@
 Each rule returns None or one line that starts with the key it blames (single-key ranges and choices
 live in the field metadata of `config.schema`).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from fastdapo.config.schema import Config
 from fastdapo.toy.spec import MAX_POSITIONS, longest_prompt, num_problems
@@ -45,16 +47,20 @@ def gen_batch_covers_train_batch(c: Config):
     # Without dynamic sampling one round of train_batch_size prompts is generated; gen_batch_size is unused.
     a = c.algorithm
     if a.dynamic_sampling and a.gen_batch_size < a.train_batch_size:
-        return (f"algorithm.gen_batch_size: {a.gen_batch_size} is below algorithm.train_batch_size "
-                f"{a.train_batch_size} (dynamic sampling generates at least one full batch per round)")
+        return (
+            f"algorithm.gen_batch_size: {a.gen_batch_size} is below algorithm.train_batch_size "
+            f"{a.train_batch_size} (dynamic sampling generates at least one full batch per round)"
+        )
 
 
 @rule
 def overlong_buffer_fits(c: Config):
     a, r = c.algorithm, c.rollout
     if a.overlong_shaping and a.overlong_buffer_len >= r.max_response_length:
-        return (f"algorithm.overlong_buffer_len: {a.overlong_buffer_len} must be below "
-                f"rollout.max_response_length {r.max_response_length}")
+        return (
+            f"algorithm.overlong_buffer_len: {a.overlong_buffer_len} must be below "
+            f"rollout.max_response_length {r.max_response_length}"
+        )
 
 
 @rule
@@ -80,8 +86,10 @@ def offload_needs_zero(c: Config):
 def toy_task_has_training_problems(c: Config):
     t = c.toy
     if uses_toy_task(c) and t.eval_size >= num_problems(t.max_operand):
-        return (f"toy.eval_size: {t.eval_size} leaves no training problems "
-                f"(toy.max_operand {t.max_operand} gives {num_problems(t.max_operand)})")
+        return (
+            f"toy.eval_size: {t.eval_size} leaves no training problems "
+            f"(toy.max_operand {t.max_operand} gives {num_problems(t.max_operand)})"
+        )
 
 
 @rule
@@ -89,8 +97,10 @@ def toy_model_context(c: Config):
     t, r = c.toy, c.rollout
     need = longest_prompt(t.max_operand) + r.max_response_length
     if uses_toy_model(c) and uses_toy_task(c) and need > MAX_POSITIONS:
-        return (f"rollout.max_response_length: {r.max_response_length} plus the longest toy prompt "
-                f"({longest_prompt(t.max_operand)}) exceeds the toy model's {MAX_POSITIONS} positions")
+        return (
+            f"rollout.max_response_length: {r.max_response_length} plus the longest toy prompt "
+            f"({longest_prompt(t.max_operand)}) exceeds the toy model's {MAX_POSITIONS} positions"
+        )
 
 
 @rule
@@ -99,7 +109,10 @@ def toy_heads_shape(c: Config):
     if not uses_toy_model(c):
         return None
     if t.hidden_size % (2 * t.heads):
-        return f"toy.hidden_size: {t.hidden_size} must be a multiple of 2 * toy.heads ({2 * t.heads}; even rotary head size)"
+        return (
+            f"toy.hidden_size: {t.hidden_size} must be a multiple of 2 * toy.heads ({2 * t.heads}; "
+            "even rotary head size)"
+        )
     if t.heads % max(1, t.heads // 2):
         return f"toy.heads: {t.heads} must be 1, 3 or even (the toy model uses heads // 2 key/value heads)"
 

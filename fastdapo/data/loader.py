@@ -9,6 +9,7 @@ The chat messages are rendered with the tokenizer's chat template when it has on
 message text), identical prompts are de-duplicated (DAPO-Math-17k repeats each one ~100x), and
 prompts longer than ``max_prompt_length`` tokens are dropped; both counts are reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,18 +34,20 @@ class DatasetError(ValueError):
 @dataclass
 class LoadStats:
     path: str
-    rows: int = 0                    # rows read
-    duplicates: int = 0              # rows dropped because an identical prompt came earlier
+    rows: int = 0  # rows read
+    duplicates: int = 0  # rows dropped because an identical prompt came earlier
     conflicting_duplicates: int = 0  # ... of which had a different ground truth than the kept one
-    too_long: int = 0                # unique prompts dropped for exceeding max_prompt_length
+    too_long: int = 0  # unique prompts dropped for exceeding max_prompt_length
     kept: int = 0
     max_prompt_length: int | None = None
-    chat_template: bool = False      # whether the tokenizer's chat template was applied
+    chat_template: bool = False  # whether the tokenizer's chat template was applied
 
     def summary(self) -> str:
         limit = "" if self.max_prompt_length is None else f" > {self.max_prompt_length} tokens"
-        msg = (f"{self.path}: {self.kept} prompts kept from {self.rows} rows "
-               f"({self.duplicates} duplicates removed, {self.too_long} too long{limit} dropped)")
+        msg = (
+            f"{self.path}: {self.kept} prompts kept from {self.rows} rows "
+            f"({self.duplicates} duplicates removed, {self.too_long} too long{limit} dropped)"
+        )
         if self.conflicting_duplicates:
             msg += f"; {self.conflicting_duplicates} duplicates had a different ground truth (first kept)"
         return msg
@@ -118,8 +121,10 @@ def _decode(raw: bytes, path: Path, lineno: int | None) -> str:
     except UnicodeDecodeError as exc:
         line = lineno if lineno is not None else raw.count(b"\n", 0, exc.start) + 1
         where = f"row {line}" if lineno is not None else f"line {line}"
-        raise DatasetError(f"{path}: {where}: invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte "
-                           f"{exc.start + 1} (the file must be UTF-8)") from None
+        raise DatasetError(
+            f"{path}: {where}: invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte "
+            f"{exc.start + 1} (the file must be UTF-8)"
+        ) from None
 
 
 def _require_object(row: Any, path: Path, n: int) -> dict:
@@ -185,8 +190,10 @@ def parse_row(row: dict, path: str | Path, n: int) -> _Row:
         gt = _ground_truth(row["answer"], path, n, "answer")
         messages = [{"role": "user", "content": apply_dapo_template(problem)}]
     else:
-        raise DatasetError(f"{path}: row {n}: missing field 'prompt' (verl/DAPO schema) or "
-                           f"'problem' (plain schema); found fields: {', '.join(sorted(row)) or 'none'}")
+        raise DatasetError(
+            f"{path}: row {n}: missing field 'prompt' (verl/DAPO schema) or "
+            f"'problem' (plain schema); found fields: {', '.join(sorted(row)) or 'none'}"
+        )
     info = row.get("extra_info")
     index = n - 1
     if isinstance(info, dict):
@@ -197,8 +204,9 @@ def parse_row(row: dict, path: str | Path, n: int) -> _Row:
         if row.get(key) is not None:
             extra[key] = row[key]
     source = row.get("data_source")
-    return _Row(messages=messages, ground_truth=gt,
-                data_source=str(source) if source else path.stem, index=index, extra=extra)
+    return _Row(
+        messages=messages, ground_truth=gt, data_source=str(source) if source else path.stem, index=index, extra=extra
+    )
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -216,14 +224,19 @@ def render_prompt(messages: list[dict], tokenizer, apply_chat_template: bool = T
 def _tokenize(texts: list[str], tokenizer, add_special_tokens: bool) -> list[list[int]]:
     out: list[list[int]] = []
     for start in range(0, len(texts), _TOKENIZE_BATCH):
-        enc = tokenizer(texts[start:start + _TOKENIZE_BATCH], add_special_tokens=add_special_tokens)
+        enc = tokenizer(texts[start : start + _TOKENIZE_BATCH], add_special_tokens=add_special_tokens)
         out.extend(list(ids) for ids in enc["input_ids"])
     return out
 
 
-def load_prompts(path: str | Path, tokenizer, max_prompt_length: int | None = None,
-                 apply_chat_template: bool = True, dedupe: bool = True,
-                 limit: int | None = None) -> tuple[list[PromptRecord], LoadStats]:
+def load_prompts(
+    path: str | Path,
+    tokenizer,
+    max_prompt_length: int | None = None,
+    apply_chat_template: bool = True,
+    dedupe: bool = True,
+    limit: int | None = None,
+) -> tuple[list[PromptRecord], LoadStats]:
     """Read, validate, template, de-duplicate, tokenize and length-filter one prompt file.
 
     ``limit`` keeps the first ``limit`` unique prompts of the file (before the length filter).
@@ -258,11 +271,22 @@ def load_prompts(path: str | Path, tokenizer, max_prompt_length: int | None = No
         if max_prompt_length is not None and len(prompt_ids) > max_prompt_length:
             stats.too_long += 1
             continue
-        records.append(PromptRecord(prompt=text, prompt_ids=prompt_ids, ground_truth=row.ground_truth,
-                                    data_source=row.data_source, index=row.index, extra=row.extra))
+        records.append(
+            PromptRecord(
+                prompt=text,
+                prompt_ids=prompt_ids,
+                ground_truth=row.ground_truth,
+                data_source=row.data_source,
+                index=row.index,
+                extra=row.extra,
+            )
+        )
     stats.kept = len(records)
     log.info(stats.summary())
     if stats.conflicting_duplicates:
-        log.warning("%s: %d duplicate prompts disagree on the ground truth; the first copy was kept",
-                    path, stats.conflicting_duplicates)
+        log.warning(
+            "%s: %d duplicate prompts disagree on the ground truth; the first copy was kept",
+            path,
+            stats.conflicting_duplicates,
+        )
     return records, stats

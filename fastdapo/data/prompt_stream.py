@@ -1,4 +1,5 @@
 """Endless, resumable stream of training prompts: shuffled per epoch, sharded over ranks."""
+
 from __future__ import annotations
 
 import dataclasses

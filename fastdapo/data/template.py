@@ -1,10 +1,11 @@
 """The DAPO prompt template applied to raw problems."""
+
 from __future__ import annotations
 
 DAPO_TEMPLATE = (
     "Solve the following math problem step by step. The last line of your response should be of the "
     "form Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\n{problem}\n\n"
-    "Remember to put your answer on its own line after \"Answer:\"."
+    'Remember to put your answer on its own line after "Answer:".'
 )
 
 

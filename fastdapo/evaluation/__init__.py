@@ -2,14 +2,21 @@
 
 Names are imported lazily so that attaching the ``eval`` command to the CLI stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "SampleResult": "metrics", "compute_metrics": "metrics", "majority_vote": "metrics",
-    "pass_at_k_estimate": "metrics", "evaluate": "runner", "summary_table": "report",
-    "print_summary": "report", "load_model_for_eval": "cli", "eval_command": "cli",
+    "SampleResult": "metrics",
+    "compute_metrics": "metrics",
+    "majority_vote": "metrics",
+    "pass_at_k_estimate": "metrics",
+    "evaluate": "runner",
+    "summary_table": "report",
+    "print_summary": "report",
+    "load_model_for_eval": "cli",
+    "eval_command": "cli",
 }
 __all__ = list(_EXPORTS)
 

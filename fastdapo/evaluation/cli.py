@@ -1,4 +1,5 @@
 """`fastdapo eval`: avg@k / pass@k / maj@k of a local model on a prompt file."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def load_model_for_eval(path: str | Path, device: str = "auto", dtype: str = "au
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if not (p / "config.json").is_file():
-        raise click.ClickException(f"--model {path}: not a Hugging Face model directory (no config.json), "
-                                   "nor a fastdapo run or checkpoint directory")
+        raise click.ClickException(
+            f"--model {path}: not a Hugging Face model directory (no config.json), "
+            "nor a fastdapo run or checkpoint directory"
+        )
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -70,43 +73,119 @@ def build_eval_engine(model, tokenizer, batch_size: int):
 
 
 @click.command("eval")
-@click.option("--model", "model_path", required=True, metavar="PATH",
-              help="Local Hugging Face model directory, or a fastdapo run / checkpoint directory.")
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Prompt file: .parquet / .jsonl in the verl/DAPO schema, or {problem, answer} jsonl.")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    metavar="PATH",
+    help="Local Hugging Face model directory, or a fastdapo run / checkpoint directory.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Prompt file: .parquet / .jsonl in the verl/DAPO schema, or {problem, answer} jsonl.",
+)
 @click.option("--n", default=32, show_default=True, type=click.IntRange(min=1), help="Samples per problem (k).")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0, 10, min_open=True),
-              help="Sampling temperature, in (0, 10] as rollout.eval_temperature.")
-@click.option("--top-p", default=0.7, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Nucleus sampling, in (0, 1] as rollout.eval_top_p.")
-@click.option("--max-new-tokens", default=4096, show_default=True, type=click.IntRange(min=1),
-              help="Response length cap (the DAPO paper used 20480).")
-@click.option("--max-prompt-length", default=2048, show_default=True, type=click.IntRange(min=1),
-              help="Longer prompts are dropped (and counted).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Sequences generated per engine batch.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Per-problem results (JSONL). Default: eval-<data name>.jsonl in the current directory.")
+@click.option(
+    "--temperature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 10, min_open=True),
+    help="Sampling temperature, in (0, 10] as rollout.eval_temperature.",
+)
+@click.option(
+    "--top-p",
+    default=0.7,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Nucleus sampling, in (0, 1] as rollout.eval_top_p.",
+)
+@click.option(
+    "--max-new-tokens",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Response length cap (the DAPO paper used 20480).",
+)
+@click.option(
+    "--max-prompt-length",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Longer prompts are dropped (and counted).",
+)
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sequences generated per engine batch.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Per-problem results (JSONL). Default: eval-<data name>.jsonl in the current directory.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, callback=lambda ctx, p, v: _check_device(v),
-              help="auto | cpu | cuda | cuda:N")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=lambda ctx, p, v: _check_device(v),
+    help="auto | cpu | cuda | cuda:N",
+)
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(_DTYPES))
-@click.option("--no-chat-template", is_flag=True,
-              help="Feed the raw prompt text even if the tokenizer has a chat template.")
-@click.option("--reward", default="dapo", show_default=True, type=click.Choice(["dapo", "math_verify"]),
-              help="Reward by name: dapo (the DAPO reference, as in training) or math_verify (lenient equivalence).")
-@click.option("--reward-workers", type=click.IntRange(min=1), default=None,
-              help="Answer-equivalence worker processes (default: CPU count, at most 8).")
-@click.option("--reward-timeout", default=5.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds per answer check.")
+@click.option(
+    "--no-chat-template", is_flag=True, help="Feed the raw prompt text even if the tokenizer has a chat template."
+)
+@click.option(
+    "--reward",
+    default="dapo",
+    show_default=True,
+    type=click.Choice(["dapo", "math_verify"]),
+    help="Reward by name: dapo (the DAPO reference, as in training) or math_verify (lenient equivalence).",
+)
+@click.option(
+    "--reward-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Answer-equivalence worker processes (default: CPU count, at most 8).",
+)
+@click.option(
+    "--reward-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds per answer check.",
+)
 @click.option("--save-responses", is_flag=True, help="Also store every response text in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def eval_command(model_path: str, data: str, n: int, temperature: float, top_p: float, max_new_tokens: int,
-                 max_prompt_length: int, batch_size: int, out: str | None, limit: int | None, seed: int,
-                 device: str, dtype: str, no_chat_template: bool, reward: str, reward_workers: int | None,
-                 reward_timeout: float, save_responses: bool, as_json: bool, no_progress: bool) -> None:
+def eval_command(
+    model_path: str,
+    data: str,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    max_prompt_length: int,
+    batch_size: int,
+    out: str | None,
+    limit: int | None,
+    seed: int,
+    device: str,
+    dtype: str,
+    no_chat_template: bool,
+    reward: str,
+    reward_workers: int | None,
+    reward_timeout: float,
+    save_responses: bool,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
     """Evaluate a model: n samples per problem, scored by the --reward function; reports
     avg@n (DAPO's AIME metric is avg@32 at temperature 1.0, top-p 0.7), pass@n and maj@n."""
     import torch
@@ -121,8 +200,9 @@ def eval_command(model_path: str, data: str, n: int, temperature: float, top_p: 
     torch.manual_seed(seed)
     model, tokenizer = load_model_for_eval(model_path, device=device, dtype=dtype)
     try:
-        records, stats = load_prompts(data, tokenizer, max_prompt_length,
-                                      apply_chat_template=not no_chat_template, limit=limit)
+        records, stats = load_prompts(
+            data, tokenizer, max_prompt_length, apply_chat_template=not no_chat_template, limit=limit
+        )
     except (DatasetError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     console.print(stats.summary())
@@ -131,9 +211,20 @@ def eval_command(model_path: str, data: str, n: int, temperature: float, top_p: 
     out = out or f"eval-{Path(data).stem}.jsonl"
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     engine = build_eval_engine(model, tokenizer, batch_size)
-    summary = evaluate(engine, records, params, out_path=out, chunk_size=max(1, batch_size // n),
-                       num_workers=reward_workers, timeout_s=reward_timeout, save_responses=save_responses,
-                       progress=not no_progress, console=console, description=Path(data).stem, reward=reward)
+    summary = evaluate(
+        engine,
+        records,
+        params,
+        out_path=out,
+        chunk_size=max(1, batch_size // n),
+        num_workers=reward_workers,
+        timeout_s=reward_timeout,
+        save_responses=save_responses,
+        progress=not no_progress,
+        console=console,
+        description=Path(data).stem,
+        reward=reward,
+    )
     summary.update({"model": str(model_path), "data": str(data), "seed": seed, "reward": reward})
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -6,6 +6,7 @@
 - maj@k: the fraction of problems whose most frequent (normalized) answer is correct; samples
   without an answer do not vote, ties go to the answer seen first.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,10 @@ from fastdapo.rewards.normalize import answer_key
 
 @dataclass
 class SampleResult:
-    problem: int          # problem id (samples of one problem share it)
-    pred: str             # normalized predicted answer ("" when none)
+    problem: int  # problem id (samples of one problem share it)
+    pred: str  # normalized predicted answer ("" when none)
     acc: bool
-    length: int = 0       # response length in tokens
+    length: int = 0  # response length in tokens
     truncated: bool = False
 
 
@@ -68,8 +69,13 @@ def compute_metrics(samples: list[SampleResult]) -> dict:
     pas = sum(any(s.acc for s in g) for g in groups.values()) / len(groups)
     maj = sum(majority_vote([s.pred for s in g], [s.acc for s in g])[1] for g in groups.values()) / len(groups)
     return {
-        "k": k, "num_problems": len(groups), "num_samples": len(samples),
-        f"avg@{k}": avg, f"pass@{k}": pas, f"maj@{k}": maj, "acc": avg,
+        "k": k,
+        "num_problems": len(groups),
+        "num_samples": len(samples),
+        f"avg@{k}": avg,
+        f"pass@{k}": pas,
+        f"maj@{k}": maj,
+        "acc": avg,
         "response_length/mean": sum(s.length for s in samples) / len(samples),
         "response_length/clip_frac": sum(s.truncated for s in samples) / len(samples),
     }

@@ -1,4 +1,5 @@
 """Evaluation loop: generate k samples per problem, score them, write per-problem JSONL, summarize."""
+
 from __future__ import annotations
 
 import json
@@ -19,20 +20,38 @@ def _problem_row(rec: PromptRecord, gens: list[Generation], results, save_respon
     accs = [bool(r.acc) for r in results]
     maj_pred, maj_acc = majority_vote(preds, accs)
     row = {
-        "index": rec.index, "data_source": rec.data_source, "ground_truth": rec.ground_truth,
-        "preds": preds, "accs": accs, "lengths": [len(g.response_ids) for g in gens],
+        "index": rec.index,
+        "data_source": rec.data_source,
+        "ground_truth": rec.ground_truth,
+        "preds": preds,
+        "accs": accs,
+        "lengths": [len(g.response_ids) for g in gens],
         "truncated": [bool(g.truncated) for g in gens],
-        "avg": sum(accs) / max(1, len(accs)), "pass": any(accs), "maj_pred": maj_pred, "maj": maj_acc,
+        "avg": sum(accs) / max(1, len(accs)),
+        "pass": any(accs),
+        "maj_pred": maj_pred,
+        "maj": maj_acc,
     }
     if save_responses:
         row["responses"] = [g.text for g in gens]
     return row
 
 
-def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: SamplingParams,
-             out_path: str | Path | None = None, *, chunk_size: int = 8, num_workers: int | None = None,
-             timeout_s: float = DEFAULT_TIMEOUT_S, save_responses: bool = False, progress: bool = True,
-             console: Console | None = None, description: str = "evaluating", reward: str = DEFAULT_REWARD) -> dict:
+def evaluate(
+    engine: RolloutEngine,
+    records: list[PromptRecord],
+    params: SamplingParams,
+    out_path: str | Path | None = None,
+    *,
+    chunk_size: int = 8,
+    num_workers: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    save_responses: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+    description: str = "evaluating",
+    reward: str = DEFAULT_REWARD,
+) -> dict:
     """Sample ``params.n`` responses per record, score them, and return the summary metrics.
 
     Records are generated ``chunk_size`` at a time (the engine batches inside a call); after each
@@ -52,24 +71,33 @@ def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: Samplin
     samples: list[SampleResult] = []
     sources: dict[str, list[SampleResult]] = {}
     t_gen = t_score = 0.0
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("problems"), TimeElapsedColumn(), TextColumn("<"), TimeRemainingColumn(),
-               TextColumn("acc {task.fields[acc]:.3f}")]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("problems"),
+        TimeElapsedColumn(),
+        TextColumn("<"),
+        TimeRemainingColumn(),
+        TextColumn("acc {task.fields[acc]:.3f}"),
+    ]
     try:
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task(description, total=len(records), acc=0.0)
             for start in range(0, len(records), chunk_size):
-                chunk = records[start:start + chunk_size]
+                chunk = records[start : start + chunk_size]
                 t0 = time.perf_counter()
                 gens = engine.generate([r.prompt_ids for r in chunk], params)
                 t_gen += time.perf_counter() - t0
                 if len(gens) != len(chunk) * params.n:
-                    raise RuntimeError(f"engine returned {len(gens)} generations for {len(chunk)} prompts "
-                                       f"x n={params.n}")
+                    raise RuntimeError(
+                        f"engine returned {len(gens)} generations for {len(chunk)} prompts x n={params.n}"
+                    )
                 t0 = time.perf_counter()
                 truths = [chunk[g.prompt_index].ground_truth for g in gens]
-                results = score_batch([g.text for g in gens], truths, reward=reward, num_workers=num_workers,
-                                      timeout_s=timeout_s)
+                results = score_batch(
+                    [g.text for g in gens], truths, reward=reward, num_workers=num_workers, timeout_s=timeout_s
+                )
                 t_score += time.perf_counter() - t0
                 for i, rec in enumerate(chunk):
                     lo, hi = i * params.n, (i + 1) * params.n
@@ -77,8 +105,13 @@ def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: Samplin
                         raise RuntimeError("engine output is not grouped contiguously per prompt")
                     pid = start + i
                     for g, r in zip(gens[lo:hi], results[lo:hi]):
-                        s = SampleResult(problem=pid, pred=r.pred, acc=bool(r.acc),
-                                         length=len(g.response_ids), truncated=bool(g.truncated))
+                        s = SampleResult(
+                            problem=pid,
+                            pred=r.pred,
+                            acc=bool(r.acc),
+                            length=len(g.response_ids),
+                            truncated=bool(g.truncated),
+                        )
                         samples.append(s)
                         sources.setdefault(rec.data_source, []).append(s)
                     if out_file is not None:
@@ -91,9 +124,16 @@ def evaluate(engine: RolloutEngine, records: list[PromptRecord], params: Samplin
         if out_file is not None:
             out_file.close()
     summary = compute_metrics(samples)
-    summary.update({"n": params.n, "temperature": params.temperature, "top_p": params.top_p,
-                    "max_new_tokens": params.max_new_tokens,
-                    "time/generate": round(t_gen, 3), "time/score": round(t_score, 3)})
+    summary.update(
+        {
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_new_tokens": params.max_new_tokens,
+            "time/generate": round(t_gen, 3),
+            "time/score": round(t_score, 3),
+        }
+    )
     if len(sources) > 1:
         summary["by_source"] = {src: compute_metrics(ss) for src, ss in sources.items()}
     if out_path is not None:

@@ -5,6 +5,7 @@ A step carries gradient signal when an optimizer update ran with a non-zero grad
 response truncated and filtered) the loss and gradient are 0 and the weights do not move, while
 every other metric looks normal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,16 +38,24 @@ class LearningHealth:
             return
         self.quiet += 1
         if self.quiet == self.patience:
-            log.warning("no gradient signal for %d steps in a row (steps %d-%d): the loss and gradient are 0 and the "
-                        "weights do not change. Usual causes: rollout.n of 1, a reward that gives every response of a "
-                        "group the same score, every response truncated (no EOS token, max_response_length too "
-                        "short)", self.quiet, step - self.quiet + 1, step)
+            log.warning(
+                "no gradient signal for %d steps in a row (steps %d-%d): the loss and gradient are 0 and the "
+                "weights do not change. Usual causes: rollout.n of 1, a reward that gives every response of a "
+                "group the same score, every response truncated (no EOS token, max_response_length too "
+                "short)",
+                self.quiet,
+                step - self.quiet + 1,
+                step,
+            )
 
     def finish(self) -> bool:
         """False (after an error-level message) when the run trained steps but applied no update at all."""
         if self.steps and not self.with_signal:
-            log.error("NO UPDATE WAS APPLIED in this run's %d step(s): the weights are the ones it started from; "
-                      "nothing was learned (see the warnings above)", self.steps)
+            log.error(
+                "NO UPDATE WAS APPLIED in this run's %d step(s): the weights are the ones it started from; "
+                "nothing was learned (see the warnings above)",
+                self.steps,
+            )
             return False
         return True
 
@@ -68,5 +77,7 @@ def describe_change(before: float, after: float, n_prompts: int) -> str:
         verdict = "within sampling noise"
     else:
         verdict = "larger than sampling noise"
-    return (f"accuracy before -> after: {before:.3f} -> {after:.3f} ({100 * diff:+.1f} points, 95% interval "
-            f"{100 * low:+.1f} to {100 * high:+.1f} over {n_prompts} prompts: {verdict})")
+    return (
+        f"accuracy before -> after: {before:.3f} -> {after:.3f} ({100 * diff:+.1f} points, 95% interval "
+        f"{100 * low:+.1f} to {100 * high:+.1f} over {n_prompts} prompts: {verdict})"
+    )

@@ -5,6 +5,7 @@ response length with the truncated fraction, entropy, mean token probability, ho
 of the decoupled clip is active, and the fraction of groups kept by dynamic sampling; plus how far the
 rollout engine's log-probs are from the trainer's (``rollout_corr/*``, when the engine records them).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,29 @@ import click
 PANELS = [
     ("reward/mean", [("reward/mean", "reward", "left")]),
     ("acc/mean (+ eval/acc)", [("acc/mean", "train acc", "left"), ("eval/acc", "eval acc", "points")]),
-    ("response_length/mean (+ clip_frac)", [("response_length/mean", "mean length", "left"),
-                                            ("response_length/clip_frac", "truncated frac", "right")]),
+    (
+        "response_length/mean (+ clip_frac)",
+        [("response_length/mean", "mean length", "left"), ("response_length/clip_frac", "truncated frac", "right")],
+    ),
     ("entropy/mean", [("entropy/mean", "entropy", "left")]),
     ("logprob/mean_prob", [("logprob/mean_prob", "mean token prob", "left")]),
-    ("clip_frac/low & clip_frac/high", [("clip_frac/low", "low (r < 1-eps_low, A < 0)", "left"),
-                                        ("clip_frac/high", "high (r > 1+eps_high, A > 0)", "left")]),
+    (
+        "clip_frac/low & clip_frac/high",
+        [
+            ("clip_frac/low", "low (r < 1-eps_low, A < 0)", "left"),
+            ("clip_frac/high", "high (r > 1+eps_high, A > 0)", "left"),
+        ],
+    ),
     ("filter/kept_groups_frac", [("filter/kept_groups_frac", "kept groups", "left")]),
     ("grad_norm", [("grad_norm", "grad norm", "left")]),
-    ("rollout_corr: engine vs trainer", [("rollout_corr/logp_abs_diff_mean", "mean |delta logp|", "left"),
-                                         ("rollout_corr/kl", "KL (k3)", "left"),
-                                         ("rollout_corr/clip_frac", "frac outside cap", "right")]),
+    (
+        "rollout_corr: engine vs trainer",
+        [
+            ("rollout_corr/logp_abs_diff_mean", "mean |delta logp|", "left"),
+            ("rollout_corr/kl", "KL (k3)", "left"),
+            ("rollout_corr/clip_frac", "frac outside cap", "right"),
+        ],
+    ),
 ]
 PANEL_TITLES = [t for t, _ in PANELS]
 
@@ -112,8 +125,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 @click.command("plot")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write (default: RUN_DIR/metrics.png).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="PNG to write (default: RUN_DIR/metrics.png)."
+)
 def plot_command(run_dir: str, out: str | None) -> None:
     """Plot the DAPO monitoring panels of a run (reward, accuracy, length, entropy, clip fractions,
     dynamic-sampling kept fraction) from RUN_DIR/metrics.jsonl into a PNG."""

@@ -1,4 +1,5 @@
 """Live view: a rich progress bar with the metrics a DAPO user watches."""
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,17 @@ class StepProgress:
     def __init__(self, total: int, start: int = 0, enabled: bool = True):
         self.enabled = enabled and D.is_main()
         self._progress = Progress(
-            TextColumn("[bold]DAPO[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-            console=console, disable=not self.enabled, transient=False)
+            TextColumn("[bold]DAPO[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            disable=not self.enabled,
+            transient=False,
+        )
         self._task = self._progress.add_task("train", total=total, completed=start, info="")
 
     def __enter__(self):
@@ -42,8 +51,10 @@ class StepProgress:
         return self._progress.__exit__(*exc)
 
     def update(self, m: dict) -> None:
-        info = (f"reward {m['reward/mean']:+.3f}  acc {m['acc/mean']:.3f}  ent {m['entropy/mean']:.3f}  "
-                f"len {m['response_length/mean']:.1f}  kept {m['filter/kept_groups_frac']:.2f}")
+        info = (
+            f"reward {m['reward/mean']:+.3f}  acc {m['acc/mean']:.3f}  ent {m['entropy/mean']:.3f}  "
+            f"len {m['response_length/mean']:.1f}  kept {m['filter/kept_groups_frac']:.2f}"
+        )
         if "rollout_corr/kl" in m:  # engine vs trainer: should stay near 0 with a matching engine
             info += f"  |dlogp| {m['rollout_corr/logp_abs_diff_mean']:.3g}  kl {m['rollout_corr/kl']:.2g}"
         self._progress.update(self._task, advance=1, info=info)

@@ -4,6 +4,7 @@ The optional sinks are built (and their packages checked) when the RunLog is cre
 heavy work. `start` then cuts every file back to the step the run continues from, so steps that are
 run again after a resume are not recorded twice (a fresh start clears them).
 """
+
 from __future__ import annotations
 
 import json

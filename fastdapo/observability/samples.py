@@ -3,6 +3,7 @@
 
 Each process only sees its own share of the groups; rank 0 logs the first `max_groups` of its share.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,20 @@ def sample_rows(step: int, groups, max_groups: int = MAX_GROUPS) -> list[dict]:
     rows = []
     for gi, grp in enumerate(groups[:max_groups]):
         for g, score, acc in zip(grp.generations, grp.scores, grp.accs):
-            rows.append({"step": step, "group": gi, "prompt": grp.prompt.prompt, "response": g.text,
-                         "ground_truth": grp.prompt.ground_truth, "reward": float(score), "acc": bool(acc),
-                         "response_length": len(g.response_ids), "truncated": bool(g.truncated),
-                         "informative": bool(grp.informative)})
+            rows.append(
+                {
+                    "step": step,
+                    "group": gi,
+                    "prompt": grp.prompt.prompt,
+                    "response": g.text,
+                    "ground_truth": grp.prompt.ground_truth,
+                    "reward": float(score),
+                    "acc": bool(acc),
+                    "response_length": len(g.response_ids),
+                    "truncated": bool(g.truncated),
+                    "informative": bool(grp.informative),
+                }
+            )
     return rows
 
 
@@ -28,8 +39,9 @@ def truncate_jsonl(path: Path, after_step: int) -> None:
     """Drop every line whose step is past `after_step` (a resumed run re-runs those steps)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= after_step]
+    keep = [
+        line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= after_step
+    ]
     path.write_text("".join(k + "\n" for k in keep))
 
 

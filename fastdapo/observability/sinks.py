@@ -3,6 +3,7 @@
 Both are off by default (`run.tensorboard`, `run.wandb`) and imported only when switched on; a
 missing package stops the run at start-up with the install command instead of failing later.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,11 @@ _HINT = "pip install '{pkg}' (or pip install 'fastdapo[tracking]')"
 
 
 def _numeric(metrics: dict) -> dict:
-    return {k: float(v) for k, v in metrics.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 class TensorBoardSink:
@@ -23,8 +27,9 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise RuntimeError("run.tensorboard=true needs the tensorboard package: "
-                               + _HINT.format(pkg="tensorboard")) from None
+            raise RuntimeError(
+                "run.tensorboard=true needs the tensorboard package: " + _HINT.format(pkg="tensorboard")
+            ) from None
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def metrics(self, step: int, metrics: dict) -> None:
@@ -33,8 +38,10 @@ class TensorBoardSink:
         self.writer.flush()
 
     def samples(self, step: int, rows: list[dict]) -> None:
-        text = "\n\n".join(f"**reward {r['reward']:+.2f}, acc {int(r['acc'])}**\n\n    {r['prompt'][-200:]}"
-                           f"\n    --> {r['response']}" for r in rows)
+        text = "\n\n".join(
+            f"**reward {r['reward']:+.2f}, acc {int(r['acc'])}**\n\n    {r['prompt'][-200:]}\n    --> {r['response']}"
+            for r in rows
+        )
         self.writer.add_text("samples", text, step)
 
     def close(self) -> None:
@@ -52,8 +59,9 @@ class WandbSink:
         id_file = Path(run_dir) / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]  # W&B's own id shape
         id_file.write_text(run_id)
-        self.run = wandb.init(project=project, dir=str(run_dir), name=Path(run_dir).name, id=run_id,
-                              resume="allow", config=config)
+        self.run = wandb.init(
+            project=project, dir=str(run_dir), name=Path(run_dir).name, id=run_id, resume="allow", config=config
+        )
 
     def metrics(self, step: int, metrics: dict) -> None:
         self.run.log(_numeric(metrics), step=step)

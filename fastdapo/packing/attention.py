@@ -57,8 +57,9 @@ def per_sequence_sdpa(
     if shared_prompt_bundles is not None:
         from fastdapo.packing.shared_attention import shared_prompt_attention
 
-        out = shared_prompt_attention(query, key, value, shared_prompt_bundles, dropout, scaling,
-                                      sliding_window=sliding_window)
+        out = shared_prompt_attention(
+            query, key, value, shared_prompt_bundles, dropout, scaling, sliding_window=sliding_window
+        )
         return out.transpose(1, 2).contiguous(), None
     if cu_seq_lens_k is not None and cu_seq_lens_q is not None and not torch.equal(cu_seq_lens_q, cu_seq_lens_k):
         raise ValueError(f"{PACKED_SDPA} supports self-attention only (cu_seq_lens_q == cu_seq_lens_k)")

@@ -12,6 +12,7 @@ prediction.
 All layouts pass ``use_cache=False``: with a cache object present transformers does not treat
 restarting position ids as packed sequences.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ VARLEN_IMPLS = ("flash_attention_2", "flash_attention_3", PACKED_SDPA)  # no mas
 @dataclass(kw_only=True)
 class MicroBatch:
     """What every layout holds; the subclasses say how to feed and read it."""
+
     input_ids: torch.Tensor  # [1, T] or [B, Lmax]
     position_ids: torch.Tensor  # like input_ids
     cu_seqlens: torch.Tensor  # [S+1] int32 cumulative lengths of the real sequences (or prompt bundles)
@@ -47,8 +49,17 @@ class MicroBatch:
         return self.cu_seqlens.diff().tolist()
 
     def to(self, device: torch.device) -> MicroBatch:
-        for name in ("input_ids", "position_ids", "cu_seqlens", "targets", "loss_mask", "attention_mask",
-                     "advantages", "old_logprobs", "rollout_logprobs"):
+        for name in (
+            "input_ids",
+            "position_ids",
+            "cu_seqlens",
+            "targets",
+            "loss_mask",
+            "attention_mask",
+            "advantages",
+            "old_logprobs",
+            "rollout_logprobs",
+        ):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
@@ -93,17 +104,22 @@ class PackedBatch(MicroBatch):
 
     def unpack(self, values: torch.Tensor) -> list[torch.Tensor]:
         lens = self.seq_lens
-        return list(values[:sum(lens)].split(lens)) if lens else []
+        return list(values[: sum(lens)].split(lens)) if lens else []
 
 
 @dataclass(kw_only=True)
 class PaddedBatch(MicroBatch):
     """``attention_mask``: ``[B, Lmax]`` bool padding mask; per-token data flattened to ``[B * Lmax]``."""
+
     row_length: int  # Lmax
 
     def backbone_kwargs(self, mask_dtype: torch.dtype = torch.float32) -> dict:
-        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "use_cache": False,
-                "attention_mask": self.attention_mask}
+        return {
+            "input_ids": self.input_ids,
+            "position_ids": self.position_ids,
+            "use_cache": False,
+            "attention_mask": self.attention_mask,
+        }
 
     def unpack(self, values: torch.Tensor) -> list[torch.Tensor]:
         """Takes ``[B * Lmax, ...]`` or ``[B, Lmax, ...]``."""
@@ -116,6 +132,7 @@ class PaddedBatch(MicroBatch):
 class SharedPromptBatch(MicroBatch):
     """``cu_seqlens`` bounds the prompt bundles; slot ``k`` is predicted by row position ``pred_index[k]``.
     ``attention_mask``: ``[1, 1, T, T]`` bool (prompt + own branch), or None for ``packed_sdpa``."""
+
     pred_index: torch.Tensor  # [M] int64
     slot_map: list[tuple[int, int, int, int]]  # per held sequence: (slot, seq offset, count, seq len)
     bundles: list[tuple[int, int, list[int]]]  # per prompt bundle: (row start, prompt len, response lens)
@@ -144,6 +161,6 @@ class SharedPromptBatch(MicroBatch):
         out = []
         for slot, off, count, length in self.slot_map:
             v = values.new_zeros((length, *values.shape[1:]))
-            v[off:off + count] = values[slot:slot + count]
+            v[off : off + count] = values[slot : slot + count]
             out.append(v)
         return out

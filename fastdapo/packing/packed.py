@@ -35,8 +35,9 @@ def _validate(seqs: list[Sequence]) -> None:
     for i, s in enumerate(seqs):
         n = s.input_ids.numel()
         if s.input_ids.dim() != 1 or n < 1:
-            raise ValueError(f"sequence {i}: input_ids must be a non-empty 1-D tensor, "
-                             f"got shape {tuple(s.input_ids.shape)}")
+            raise ValueError(
+                f"sequence {i}: input_ids must be a non-empty 1-D tensor, got shape {tuple(s.input_ids.shape)}"
+            )
         if s.loss_mask.shape != (n,):
             raise ValueError(f"sequence {i}: loss_mask shape {tuple(s.loss_mask.shape)} != ({n},)")
         for k, v in s.token_fields().items():
@@ -46,8 +47,9 @@ def _validate(seqs: list[Sequence]) -> None:
         keys = set(seqs[0].token_fields())
         for i, s in enumerate(seqs):
             if set(s.token_fields()) != keys:
-                raise ValueError(f"sequence {i}: per-token fields {sorted(s.token_fields())} differ from "
-                                 f"sequence 0 {sorted(keys)}")
+                raise ValueError(
+                    f"sequence {i}: per-token fields {sorted(s.token_fields())} differ from sequence 0 {sorted(keys)}"
+                )
 
 
 def _fits(parts: list[list[int]], lengths: list[int], max_tokens: int) -> bool:
@@ -95,10 +97,11 @@ def plan_micro_batches(lengths: list[int], max_tokens: int, num_micro_batches: i
         else:
             # split the heaviest multi-sequence part in two until the count is reached (never grows a part)
             while len(parts) < extra:
-                j = max((j for j in range(len(parts)) if len(parts[j]) > 1),
-                        key=lambda j: sum(lengths[i] for i in parts[j]))
+                j = max(
+                    (j for j in range(len(parts)) if len(parts[j]) > 1), key=lambda j: sum(lengths[i] for i in parts[j])
+                )
                 halves = _partition_small(lengths, parts[j], 2)
-                parts[j:j + 1] = halves
+                parts[j : j + 1] = halves
     plan = [[i] for i in big] + [p for p in parts if p]
     plan += [[] for _ in range(target - len(plan))]
     plan = [sorted(p) for p in plan]
@@ -133,8 +136,15 @@ def _shifted(s: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     return targets, mask
 
 
-def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multiple_of: int | None,
-          pad_token_id: int, dtypes: dict[str, torch.dtype], device: torch.device) -> PackedBatch:
+def _pack(
+    seqs: list[Sequence],
+    index: list[int],
+    attn_impl: str,
+    pad_to_multiple_of: int | None,
+    pad_token_id: int,
+    dtypes: dict[str, torch.dtype],
+    device: torch.device,
+) -> PackedBatch:
     chosen = [seqs[i] for i in index]
     lens = [len(s) for s in chosen]
     n_real = sum(lens)
@@ -165,8 +175,15 @@ def _pack(seqs: list[Sequence], index: list[int], attn_impl: str, pad_to_multipl
         cu[1:] = torch.tensor(lens, device=device).cumsum(0)
     mask = None if attn_impl in VARLEN_IMPLS else block_causal_mask(seg_ids)
     return PackedBatch(
-        input_ids=input_ids[None], position_ids=position_ids[None], attention_mask=mask, cu_seqlens=cu,
-        targets=targets, loss_mask=loss_mask, **fields, seq_index=list(index), num_tokens=n_real,
+        input_ids=input_ids[None],
+        position_ids=position_ids[None],
+        attention_mask=mask,
+        cu_seqlens=cu,
+        targets=targets,
+        loss_mask=loss_mask,
+        **fields,
+        seq_index=list(index),
+        num_tokens=n_real,
         attn_impl=attn_impl,
     )
 
@@ -175,9 +192,16 @@ def _device(seqs: list[Sequence]) -> torch.device:
     return seqs[0].input_ids.device if seqs else torch.device("cpu")
 
 
-def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
-                       attn_impl: str = "sdpa", pad_to_multiple_of: int | None = None,
-                       pad_token_id: int = 0, plan: list[list[int]] | None = None) -> list[PackedBatch]:
+def make_micro_batches(
+    seqs: list[Sequence],
+    max_tokens: int,
+    *,
+    num_micro_batches: int | None = None,
+    attn_impl: str = "sdpa",
+    pad_to_multiple_of: int | None = None,
+    pad_token_id: int = 0,
+    plan: list[list[int]] | None = None,
+) -> list[PackedBatch]:
     """Pack ``seqs`` into micro-batches of at most ``max_tokens`` real tokens each.
 
     Count = max(smallest count that fits the budget (>= ceil(total / max_tokens)), ``num_micro_batches``).
@@ -197,9 +221,15 @@ def make_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batch
     return [_pack(seqs, p, attn_impl, pad_to_multiple_of, pad_token_id, dtypes, device) for p in plan]
 
 
-def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
-                              attn_impl: str = "sdpa", pad_token_id: int = 0,
-                              plan: list[list[int]] | None = None) -> list[PaddedBatch]:
+def make_padded_micro_batches(
+    seqs: list[Sequence],
+    max_tokens: int,
+    *,
+    num_micro_batches: int | None = None,
+    attn_impl: str = "sdpa",
+    pad_token_id: int = 0,
+    plan: list[list[int]] | None = None,
+) -> list[PaddedBatch]:
     """Baseline layout: the same sequence-to-micro-batch plan as :func:`make_micro_batches` (or ``plan``),
     but each micro-batch is a ``[B, Lmax]`` batch of right-padded rows with a 2-D padding mask.
     ``targets``, ``loss_mask`` and ``fields`` are flattened to ``[B * Lmax]``."""
@@ -231,12 +261,21 @@ def make_padded_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micr
         if lens:
             cu[1:] = torch.tensor(lens, device=device).cumsum(0)
         position_ids = torch.arange(lmax, device=device).expand(b, lmax).contiguous()
-        out.append(PaddedBatch(
-            input_ids=input_ids, position_ids=position_ids, attention_mask=attn, cu_seqlens=cu,
-            targets=targets.reshape(-1), loss_mask=loss_mask.reshape(-1),
-            **{k: v.reshape(-1) for k, v in fields.items()}, seq_index=list(index), num_tokens=sum(lens),
-            attn_impl=attn_impl, row_length=lmax,
-        ))
+        out.append(
+            PaddedBatch(
+                input_ids=input_ids,
+                position_ids=position_ids,
+                attention_mask=attn,
+                cu_seqlens=cu,
+                targets=targets.reshape(-1),
+                loss_mask=loss_mask.reshape(-1),
+                **{k: v.reshape(-1) for k, v in fields.items()},
+                seq_index=list(index),
+                num_tokens=sum(lens),
+                attn_impl=attn_impl,
+                row_length=lmax,
+            )
+        )
     return out
 
 

@@ -4,6 +4,7 @@ Packing is two steps so that data-parallel ranks can agree on a micro-batch coun
 ``plan`` says how many micro-batches these sequences need on their own; ``pack`` builds exactly
 ``num_micro_batches`` (>= the plan's count; the plan is reused when the counts agree).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class PackPlan:
 @dataclass
 class PackStats:
     """Token accounting summed over every micro-batch of a step."""
+
     slots: int = 0  # token positions computed, padding included
     real: int = 0  # tokens computed, padding excluded (a shared prompt counts once)
     plain: int = 0  # tokens the sequences hold one by one
@@ -41,8 +43,10 @@ class PackStats:
 
     def metrics(self, slots: float, real: float, plain: float) -> dict[str, float]:
         """From (possibly all-reduced) totals: padding share, and the share shared prompts saved."""
-        return {"packing/padding_frac": 1.0 - real / slots if slots else 0.0,
-                "packing/shared_prompt_saving": 1.0 - real / plain if plain else 0.0}
+        return {
+            "packing/padding_frac": 1.0 - real / slots if slots else 0.0,
+            "packing/shared_prompt_saving": 1.0 - real / plain if plain else 0.0,
+        }
 
 
 class Packer(Protocol):
@@ -57,6 +61,7 @@ class Packer(Protocol):
 @dataclass
 class PlainPacker:
     """Sequences back to back in a row, each attending only to itself."""
+
     max_tokens: int
     attn_impl: str = "sdpa"
     pad_token_id: int = 0
@@ -67,27 +72,36 @@ class PlainPacker:
     def pack(self, seqs: list[Sequence], plan: PackPlan, num_micro_batches: int) -> list[MicroBatch]:
         if num_micro_batches != plan.count:
             plan = self.plan(seqs, num_micro_batches)
-        return make_micro_batches(seqs, self.max_tokens, attn_impl=self.attn_impl, pad_token_id=self.pad_token_id,
-                                  plan=plan.parts)
+        return make_micro_batches(
+            seqs, self.max_tokens, attn_impl=self.attn_impl, pad_token_id=self.pad_token_id, plan=plan.parts
+        )
 
 
 @dataclass
 class SharedPromptPacker:
     """Each group's prompt once per micro-batch row, followed by its responses."""
+
     max_tokens: int
     attn_impl: str = "sdpa"
     pad_token_id: int = 0
 
-    def plan(self, seqs: list[Sequence], num_micro_batches: int | None = None,
-             bundles: list[Bundle] | None = None) -> PackPlan:
+    def plan(
+        self, seqs: list[Sequence], num_micro_batches: int | None = None, bundles: list[Bundle] | None = None
+    ) -> PackPlan:
         bundles = make_bundles(seqs, self.max_tokens) if bundles is None else bundles
         return PackPlan(plan_micro_batches([len(b) for b in bundles], self.max_tokens, num_micro_batches), bundles)
 
     def pack(self, seqs: list[Sequence], plan: PackPlan, num_micro_batches: int) -> list[MicroBatch]:
         if num_micro_batches != plan.count:
             plan = self.plan(seqs, num_micro_batches, plan.bundles)
-        return make_shared_micro_batches(seqs, self.max_tokens, attn_impl=self.attn_impl,
-                                         pad_token_id=self.pad_token_id, bundles=plan.bundles, plan=plan.parts)
+        return make_shared_micro_batches(
+            seqs,
+            self.max_tokens,
+            attn_impl=self.attn_impl,
+            pad_token_id=self.pad_token_id,
+            bundles=plan.bundles,
+            plan=plan.parts,
+        )
 
 
 def build_packer(max_tokens: int, attn_impl: str, share_prompts: bool) -> Packer:

@@ -59,7 +59,7 @@ def balanced_partition(lengths: list[int], k: int, *, equal_size: bool = False) 
     if equal_size:
         padded = order + [_DUMMY] * ((-n) % k)
         for c in range(0, len(padded), k):
-            chunk = padded[c:c + k]
+            chunk = padded[c : c + k]
             push([(lengths[i] if i != _DUMMY else 0, [i] if i != _DUMMY else []) for i in chunk])
     else:
         for i in order:

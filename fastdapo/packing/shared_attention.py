@@ -13,6 +13,7 @@ to run it, picked per micro-batch by the attention work they would spend:
 The gather plan depends only on the layout, so it is built once per forward and reused by every
 layer (the layout object travels through transformers as the ``shared_prompt_bundles`` keyword).
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,7 +67,7 @@ class SharedPromptLayout:
         nb = len(self.bundles)
         inv = torch.empty(self.length, dtype=torch.long)
         for b, (s, p, _) in enumerate(self.bundles):
-            inv[s:s + p] = b * pmax + torch.arange(p)
+            inv[s : s + p] = b * pmax + torch.arange(p)
         if resp:
             rs_t = torch.tensor(resp)
             bs, ps, ro, rl = rs_t.unbind(1)
@@ -82,7 +83,7 @@ class SharedPromptLayout:
             in_own = (j >= pmax) & (j - pmax <= i) & (j - pmax < rl[:, None, None])
             plan["mask"] = (in_prompt | in_own)[:, None]  # [R, 1, rmax, pmax + rmax]
             for k, (_, _, o, r) in enumerate(resp):
-                inv[o:o + r] = nb * pmax + k * rmax + torch.arange(r)
+                inv[o : o + r] = nb * pmax + k * rmax + torch.arange(r)
         plan["inv"] = inv
         return plan
 
@@ -95,13 +96,27 @@ def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 def _batched(query, key, value, layout, dropout, scaling):
     plan = layout.plan(query.device)
-    outs = [F.scaled_dot_product_attention(_take(query, plan["prompt_idx"]), _take(key, plan["prompt_idx"]),
-                                           _take(value, plan["prompt_idx"]), dropout_p=dropout, is_causal=True,
-                                           scale=scaling)]
+    outs = [
+        F.scaled_dot_product_attention(
+            _take(query, plan["prompt_idx"]),
+            _take(key, plan["prompt_idx"]),
+            _take(value, plan["prompt_idx"]),
+            dropout_p=dropout,
+            is_causal=True,
+            scale=scaling,
+        )
+    ]
     if "q_idx" in plan:
-        outs.append(F.scaled_dot_product_attention(_take(query, plan["q_idx"]), _take(key, plan["kv_idx"]),
-                                                   _take(value, plan["kv_idx"]), attn_mask=plan["mask"],
-                                                   dropout_p=dropout, scale=scaling))
+        outs.append(
+            F.scaled_dot_product_attention(
+                _take(query, plan["q_idx"]),
+                _take(key, plan["kv_idx"]),
+                _take(value, plan["kv_idx"]),
+                attn_mask=plan["mask"],
+                dropout_p=dropout,
+                scale=scaling,
+            )
+        )
     h, d = query.shape[1], query.shape[3]
     flat = torch.cat([o.transpose(0, 1).reshape(h, -1, d) for o in outs], 1)  # [H, slots, D]
     return flat.index_select(1, plan["inv"])[None]
@@ -120,16 +135,29 @@ def _looped(query, key, value, layout, dropout, scaling):
                 continue
             # Causal attention over [prompt | response], keeping the response rows: no mask tensor (so the
             # flash / memory-efficient kernels apply) for p x p wasted scores, small next to r x (p + r).
-            out = F.scaled_dot_product_attention(torch.cat([qp, qs[j]], 2), torch.cat([kp, ks[j]], 2),
-                                                 torch.cat([vp, vs[j]], 2), dropout_p=dropout, is_causal=True,
-                                                 scale=scaling)
+            out = F.scaled_dot_product_attention(
+                torch.cat([qp, qs[j]], 2),
+                torch.cat([kp, ks[j]], 2),
+                torch.cat([vp, vs[j]], 2),
+                dropout_p=dropout,
+                is_causal=True,
+                scale=scaling,
+            )
             outs.append(out[:, :, p:])
             j += 1
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
-def shared_prompt_attention(query, key, value, layout, dropout: float = 0.0, scaling: float | None = None,
-                            batched: bool | None = None, sliding_window: int | None = None) -> torch.Tensor:
+def shared_prompt_attention(
+    query,
+    key,
+    value,
+    layout,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    batched: bool | None = None,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
     """``[1, heads, T, D]`` packed row -> ``[1, heads, T, D]``; ``layout``: a :class:`SharedPromptLayout`
     or its bundle list. ``batched=None`` picks the cheaper way."""
     if not isinstance(layout, SharedPromptLayout):

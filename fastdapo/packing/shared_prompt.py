@@ -16,6 +16,7 @@ Attention: a 4-D boolean mask for ``sdpa`` / ``eager``; for ``packed_sdpa`` (the
 keyword and no ``T x T`` mask is built. flash-attention's varlen kernel cannot express a shared
 prefix, so those models keep the plain packed layout.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -49,9 +50,11 @@ def _check(seqs: list[Sequence]) -> None:
         p = s.prompt_len
         if not 0 < p <= len(s):
             raise ValueError(f"sequence {i}: prompt_len {p} must be in [1, {len(s)}] to share the prompt")
-        if bool(s.loss_mask[:p - 1].any()):
-            raise ValueError(f"sequence {i}: loss_mask is set inside the prompt; only response tokens can be scored "
-                             f"with a shared prompt")
+        if bool(s.loss_mask[: p - 1].any()):
+            raise ValueError(
+                f"sequence {i}: loss_mask is set inside the prompt; only response tokens can be scored "
+                f"with a shared prompt"
+            )
 
 
 def make_bundles(seqs: list[Sequence], max_tokens: int) -> list[Bundle]:
@@ -90,8 +93,14 @@ def shared_prompt_mask(bundle_ids: torch.Tensor, branch_ids: torch.Tensor) -> to
     return (same & branch_ok & (ar[:, None] >= ar[None, :]))[None, None]
 
 
-def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, pad_token_id: int,
-                  dtypes: dict[str, torch.dtype], device: torch.device) -> SharedPromptBatch:
+def _pack_bundles(
+    seqs: list[Sequence],
+    bundles: list[Bundle],
+    attn_impl: str,
+    pad_token_id: int,
+    dtypes: dict[str, torch.dtype],
+    device: torch.device,
+) -> SharedPromptBatch:
     # index bookkeeping in plain Python, then one concatenation per tensor (hundreds of tiny ops otherwise)
     ids, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
     positions: list[int] = []
@@ -113,9 +122,9 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
                 pred.append(off + p - 1)
                 pred.extend(range(r_off, r_off + r - 1))
             targets.append(s.input_ids[p:])
-            masks.append(s.loss_mask[p - 1:p - 1 + r])
+            masks.append(s.loss_mask[p - 1 : p - 1 + r])
             for name in fields:
-                fields[name].append(getattr(s, name)[p - 1:p - 1 + r])
+                fields[name].append(getattr(s, name)[p - 1 : p - 1 + r])
             slot_map.append((slot, p - 1, r, len(s)))
             seq_index.append(i)
             slot += r
@@ -133,25 +142,41 @@ def _pack_bundles(seqs: list[Sequence], bundles: list[Bundle], attn_impl: str, p
         fields = {k: [torch.zeros(1, dtype=dt)] for k, dt in dtypes.items()}
     mask = None
     if attn_impl != PACKED_SDPA:
-        bundle_ids = torch.repeat_interleave(torch.arange(len(layout)),
-                                             torch.tensor([p + sum(rs) for _, p, rs in layout]))
-        branch_ids = torch.cat([torch.repeat_interleave(torch.arange(1 + len(rs)), torch.tensor([p, *rs]))
-                                for _, p, rs in layout])
+        bundle_ids = torch.repeat_interleave(
+            torch.arange(len(layout)), torch.tensor([p + sum(rs) for _, p, rs in layout])
+        )
+        branch_ids = torch.cat(
+            [torch.repeat_interleave(torch.arange(1 + len(rs)), torch.tensor([p, *rs])) for _, p, rs in layout]
+        )
         mask = shared_prompt_mask(bundle_ids, branch_ids).to(device)
     cu = torch.tensor([0] + [len(b) for b in bundles], dtype=torch.int64).cumsum(0).to(torch.int32)
     return SharedPromptBatch(
-        input_ids=torch.cat(ids).to(device)[None], position_ids=torch.tensor(positions, device=device)[None],
-        attention_mask=mask, cu_seqlens=cu.to(device), targets=torch.cat(targets).to(device),
+        input_ids=torch.cat(ids).to(device)[None],
+        position_ids=torch.tensor(positions, device=device)[None],
+        attention_mask=mask,
+        cu_seqlens=cu.to(device),
+        targets=torch.cat(targets).to(device),
         loss_mask=torch.cat(masks).to(device=device, dtype=torch.bool),
         **{k: torch.cat(v).to(device=device, dtype=dtypes[k]) for k, v in fields.items()},
-        seq_index=seq_index, num_tokens=off, attn_impl=attn_impl,
-        pred_index=torch.tensor(pred, dtype=torch.long, device=device), slot_map=slot_map, bundles=layout)
+        seq_index=seq_index,
+        num_tokens=off,
+        attn_impl=attn_impl,
+        pred_index=torch.tensor(pred, dtype=torch.long, device=device),
+        slot_map=slot_map,
+        bundles=layout,
+    )
 
 
-def make_shared_micro_batches(seqs: list[Sequence], max_tokens: int, *, num_micro_batches: int | None = None,
-                              attn_impl: str = PACKED_SDPA, pad_token_id: int = 0,
-                              bundles: list[Bundle] | None = None,
-                              plan: list[list[int]] | None = None) -> list[SharedPromptBatch]:
+def make_shared_micro_batches(
+    seqs: list[Sequence],
+    max_tokens: int,
+    *,
+    num_micro_batches: int | None = None,
+    attn_impl: str = PACKED_SDPA,
+    pad_token_id: int = 0,
+    bundles: list[Bundle] | None = None,
+    plan: list[list[int]] | None = None,
+) -> list[SharedPromptBatch]:
     """Like :func:`fastdapo.packing.packed.make_micro_batches`, but the balanced units are prompt
     bundles (``make_bundles(seqs, max_tokens)`` unless given; ``plan`` indexes them) and every
     micro-batch uses the shared-prompt layout."""

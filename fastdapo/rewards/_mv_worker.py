@@ -5,6 +5,7 @@ line on stdout: ``{"i": id, "ok": bool, "e": error-or-null}``. It imports nothin
 it starts fast; the parent enforces the time limit by killing it. Memory is capped so that a
 pathological expression fails with MemoryError instead of exhausting the host.
 """
+
 from __future__ import annotations
 
 import json

@@ -32,6 +32,7 @@ Deliberate differences (each a plain reference bug; every other decision is the 
 All of it is string scanning over at most 300 characters of response (and the ground truth), with
 no backtracking-prone patterns, so the reward is bounded in time without worker processes.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,8 +68,9 @@ def dapo_reward(response: str, ground_truth: str, timeout_s: float | None = None
     return reward_result(bool(gold) and pred == gold, pred)
 
 
-def score_batch_dapo(responses: list[str], ground_truths: list[str], num_workers: int | None = None,
-                     timeout_s: float | None = None) -> list[RewardResult]:
+def score_batch_dapo(
+    responses: list[str], ground_truths: list[str], num_workers: int | None = None, timeout_s: float | None = None
+) -> list[RewardResult]:
     """``dapo_reward`` over a batch, in this process (``num_workers`` / ``timeout_s`` unused)."""
     if len(responses) != len(ground_truths):
         raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")

@@ -4,6 +4,7 @@ DAPO asks for the answer on a last line of the form ``Answer: ...``; the last su
 Responses without one fall back to the last ``\\boxed{...}`` (balanced braces). Everything here is
 plain string scanning, linear in the input, and never evaluates the text.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,7 @@ MAX_ANSWER_CHARS = 4_096
 
 _ANSWER_RE = re.compile(r"answer\s*[:：]", re.IGNORECASE)
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
-_LEAD_PHRASE_RE = re.compile(
-    r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|=|:)?\s*[:：]?\s*", re.IGNORECASE
-)
+_LEAD_PHRASE_RE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|=|:)?\s*[:：]?\s*", re.IGNORECASE)
 
 
 def _balanced_group(text: str, open_pos: int) -> str | None:
@@ -34,7 +33,7 @@ def _balanced_group(text: str, open_pos: int) -> str | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[open_pos + 1:i]
+                return text[open_pos + 1 : i]
         i += 1
     return None
 
@@ -61,11 +60,11 @@ def last_boxed(text: str) -> str | None:
 
 def _answer_line(response: str) -> str | None:
     last = None
-    for last in _ANSWER_RE.finditer(response):
+    for last in _ANSWER_RE.finditer(response):  # noqa: B007 - keeps the last match
         pass
     if last is None:
         return None
-    rest = response[last.end():]
+    rest = response[last.end() :]
     line, _, after = rest.partition("\n")
     if not line.strip(" \t*_$`") and after:
         # "Answer:" alone on its line: the answer is on the next non-empty line.

@@ -3,17 +3,18 @@
 Two reward hacks a symbolic checker would otherwise pay for:
 
 - Leaving the arithmetic to the verifier: when the ground truth is written as a number (integer,
-  decimal or scientific notation), the answer must itself be a number literal. For an integer ground truth only an integer (``204``, ``204.0``) is
-  accepted, so ``12 \\times 17``, ``10!``, ``\\binom{10}{3}``, ``2^{10}``, ``\\frac{408}{2}`` and
-  ``200+4`` are wrong for 204. For a non-integer ground truth (``0.75``, ``4.5e33``) a decimal,
-  scientific notation or a fraction in lowest terms (``\\frac{3}{4}``) is a literal; ``\\frac{6}{8}``
-  is not.
+  decimal or scientific notation), the answer must itself be a number literal. For an integer ground
+  truth only an integer (``204``, ``204.0``) is accepted, so ``12 \\times 17``, ``10!``,
+  ``\\binom{10}{3}``, ``2^{10}``, ``\\frac{408}{2}`` and ``200+4`` are wrong for 204. For a
+  non-integer ground truth (``0.75``, ``4.5e33``) a decimal, scientific notation or a fraction in
+  lowest terms (``\\frac{3}{4}``) is a literal; ``\\frac{6}{8}`` is not.
 - Hedging: an answer listing more candidates than the ground truth has items (``204 or 205``,
   ``\\{204, 205\\}``, ``\\frac12, \\frac13`` for one value) is wrong. Items are split at top-level
   commas and semicolons (not thousands separators) and the words ``or`` / ``and``.
 
 Both work on normalized answers (``normalize.normalize_answer``) with linear scans only.
 """
+
 from __future__ import annotations
 
 import re

@@ -13,15 +13,21 @@ response (markdown, prose and a ``\\boxed{}`` in it tolerated), else the last ``
 5. otherwise math-verify in a worker process under a hard time limit (timeout -> wrong).
 Model text is only scanned with regexes and handed to math-verify's parsers; it is never executed.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
 from fractions import Fraction
+from functools import lru_cache
 
 from fastdapo.rewards.extract import extract_answer
 from fastdapo.rewards.hack_guard import refused
 from fastdapo.rewards.normalize import (
-    MAX_VERIFY_CHARS, answer_key, final_value, has_percent, normalize_answer, plain_number,
+    MAX_VERIFY_CHARS,
+    answer_key,
+    final_value,
+    has_percent,
+    normalize_answer,
+    plain_number,
     to_math_verify,
 )
 from fastdapo.rewards.result import RewardResult, reward_result
@@ -66,8 +72,9 @@ def decide_fast(pred: str, gold: str, pred_percent: bool = False, gold_percent: 
 _normalize_gold = lru_cache(maxsize=1 << 16)(normalize_answer)
 
 
-def score_batch_math_verify(responses: list[str], ground_truths: list[str], num_workers: int | None = None,
-                            timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RewardResult]:
+def score_batch_math_verify(
+    responses: list[str], ground_truths: list[str], num_workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> list[RewardResult]:
     """Score many responses; items the fast path cannot decide go to parallel worker processes.
 
     ``num_workers`` caps the worker processes (default: CPU count, at most 8); each undecided item
@@ -80,8 +87,10 @@ def score_batch_math_verify(responses: list[str], ground_truths: list[str], num_
     preds = [normalize_answer(p) for p in raw_preds]
     # "3 \times 4 = 12" -> "12" unless the ground truth is itself an equation
     preds = [p if "=" in g else final_value(p) for p, g in zip(preds, golds)]
-    accs: list[bool | None] = [decide_fast(p, g, has_percent(rp), has_percent(rg))
-                               for p, g, rp, rg in zip(preds, golds, raw_preds, ground_truths)]
+    accs: list[bool | None] = [
+        decide_fast(p, g, has_percent(rp), has_percent(rg))
+        for p, g, rp, rg in zip(preds, golds, raw_preds, ground_truths)
+    ]
     undecided = [i for i, a in enumerate(accs) if a is None]
     if undecided:
         pairs = [(to_math_verify(golds[i]), to_math_verify(preds[i])) for i in undecided]
@@ -90,8 +99,7 @@ def score_batch_math_verify(responses: list[str], ground_truths: list[str], num_
     return [reward_result(bool(a), p) for a, p in zip(accs, preds)]
 
 
-def math_verify_reward(response: str, ground_truth: str,
-                       timeout_s: float = DEFAULT_TIMEOUT_S) -> RewardResult:
+def math_verify_reward(response: str, ground_truth: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> RewardResult:
     """Reward of one response (see module docstring); returns within ``timeout_s`` (+ worker start)."""
     return score_batch_math_verify([response], [ground_truth], num_workers=1, timeout_s=timeout_s)[0]
 

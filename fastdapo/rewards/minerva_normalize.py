@@ -8,21 +8,66 @@ order changes results). The reference expresses the brace steps as regular expre
 is a plain scan with the same semantics (``.`` never crosses a newline), linear in the input, so a
 long ground truth cannot trigger regex backtracking.
 """
+
 from __future__ import annotations
 
 # (before, after), applied in order with str.replace
 SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
-    ("an ", ""), ("a ", ""), (".$", "$"), ("\\$", ""), ("\\ ", ""), (" ", ""), ("mbox", "text"),
-    (",\\text{and}", ","), ("\\text{and}", ","), ("\\text{m}", "\\text{}"),
+    ("an ", ""),
+    ("a ", ""),
+    (".$", "$"),
+    ("\\$", ""),
+    ("\\ ", ""),
+    (" ", ""),
+    ("mbox", "text"),
+    (",\\text{and}", ","),
+    ("\\text{and}", ","),
+    ("\\text{m}", "\\text{}"),
 )
 
 # deleted in order with str.replace (note: plain substrings, so "cm" also goes from "\text{cm}")
 REMOVED_EXPRESSIONS: tuple[str, ...] = (
-    "square", "ways", "integers", "dollars", "mph", "inches", "hours", "km", "units", "\\ldots",
-    "sue", "points", "feet", "minutes", "digits", "cents", "degrees", "cm", "gm", "pounds",
-    "meters", "meals", "edges", "students", "childrentickets", "multiples", "\\text{s}",
-    "\\text{.}", "\\text{\ns}", "\\text{}^2", "\\text{}^3", "\\text{\n}", "\\text{}",
-    "\\mathrm{th}", "^\\circ", "^{\\circ}", "\\;", ",\\!", "{,}", '"', "\\dots",
+    "square",
+    "ways",
+    "integers",
+    "dollars",
+    "mph",
+    "inches",
+    "hours",
+    "km",
+    "units",
+    "\\ldots",
+    "sue",
+    "points",
+    "feet",
+    "minutes",
+    "digits",
+    "cents",
+    "degrees",
+    "cm",
+    "gm",
+    "pounds",
+    "meters",
+    "meals",
+    "edges",
+    "students",
+    "childrentickets",
+    "multiples",
+    "\\text{s}",
+    "\\text{.}",
+    "\\text{\ns}",
+    "\\text{}^2",
+    "\\text{}^3",
+    "\\text{\n}",
+    "\\text{}",
+    "\\mathrm{th}",
+    "^\\circ",
+    "^{\\circ}",
+    "\\;",
+    ",\\!",
+    "{,}",
+    '"',
+    "\\dots",
 )
 
 
@@ -33,7 +78,7 @@ def _first_math_per_line(s: str) -> str:
         i = line.find("$")
         j = line.find("$", i + 1) if i >= 0 else -1
         if j >= 0:
-            lines[k] = "$" + line[i + 1:j] + "$"
+            lines[k] = "$" + line[i + 1 : j] + "$"
     return "\n".join(lines)
 
 
@@ -55,7 +100,7 @@ def _unwrap_to_first_close(s: str, opener: str) -> str:
             newline = s.find("\n", start)
             newline = len(s) if newline < 0 else newline
         if newline < close:  # the group would cross a line break: this opener does not match
-            out.append(s[pos:i + 1])
+            out.append(s[pos : i + 1])
             pos = i + 1
             continue
         out.append(s[pos:i])
@@ -74,7 +119,7 @@ def _unwrap_boxed(s: str) -> str:
         if i >= 0:
             j = line.rfind("}", i + len(opener))
             if j >= 0:
-                lines[k] = line[:i] + line[i + len(opener):j] + line[j + 1:]
+                lines[k] = line[:i] + line[i + len(opener) : j] + line[j + 1 :]
     return "\n".join(lines)
 
 
@@ -89,12 +134,12 @@ def _brace_shorthand(s: str, command: str, nargs: int) -> str:
         i = s.find(command, pos)
         if i < 0 or i + width > len(s):
             break
-        args = s[i + len(command):i + width]
+        args = s[i + len(command) : i + width]
         if args[0] != "{" and "\n" not in args[1:]:
             out.append(s[pos:i] + command + "".join("{" + a + "}" for a in args))
             pos = i + width
         else:
-            out.append(s[pos:i + 1])
+            out.append(s[pos : i + 1])
             pos = i + 1
     out.append(s[pos:])
     return "".join(out)

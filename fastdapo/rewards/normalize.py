@@ -5,6 +5,7 @@
 equality; ``plain_number`` reads plain numeric literals and integer fractions exactly so that the common
 cases are decided without any parser. Pure regex/string code, bounded by length caps.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,9 +24,35 @@ _NUMBERISH = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?
 _UNIT_WORDS_RE = re.compile(
     rf"^(?P<num>{_NUMBERISH})\s*(?P<unit>[A-Za-z][A-Za-z]+(?:[\s\-/\.]+[A-Za-z]+)*(?:\^?\d)?)\s*\.?$"
 )
-_NOT_UNITS = {"pi", "sqrt", "and", "or", "to", "times", "cdot", "over", "plus", "minus", "mod",
-              "hundred", "thousand", "million", "billion", "trillion", "dozen", "percent",
-              "sin", "cos", "tan", "log", "ln", "exp", "frac", "e", "i"}
+_NOT_UNITS = {
+    "pi",
+    "sqrt",
+    "and",
+    "or",
+    "to",
+    "times",
+    "cdot",
+    "over",
+    "plus",
+    "minus",
+    "mod",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "trillion",
+    "dozen",
+    "percent",
+    "sin",
+    "cos",
+    "tan",
+    "log",
+    "ln",
+    "exp",
+    "frac",
+    "e",
+    "i",
+}
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ\b|°|\\degree\b|\^\s*\{\s*\}")
 _SPACING_RE = re.compile(r"\\[;:> ]|\\q?quad\b|~")
 _DELIMS_RE = re.compile(r"\\\(|\\\)|\\\[|\\\]")
@@ -51,7 +78,7 @@ def _split_assignment(s: str, any_lhs: bool = False) -> str:
         idx = m.start()
     if idx <= 0:
         return s
-    lhs, rhs = s[:idx].strip(), s[idx + 1:].strip()
+    lhs, rhs = s[:idx].strip(), s[idx + 1 :].strip()
     if not rhs:
         return s
     lhs_last = re.split(r"(?<![<>!\\])=", lhs)[-1].strip()
@@ -99,7 +126,7 @@ def normalize_answer(ans: str | None) -> str:
     s = _DELIMS_RE.sub("", s)
     s = s.replace("\\displaystyle", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = _SIZING_RE.sub("", s)
-    s = re.sub(r"(\d)\\,(\d{3})", r"\1\2", s)   # 1\,000
+    s = re.sub(r"(\d)\\,(\d{3})", r"\1\2", s)  # 1\,000
     s = s.replace("{,}", ",").replace("\\!", "").replace("\\,", " ")
     s = _SPACING_RE.sub(" ", s)
     s = _DEGREE_RE.sub("", s)

@@ -3,6 +3,7 @@
 ``dapo`` (the default) is the DAPO reference reward (``dapo_reward.py``); ``math_verify`` is the
 lenient symbolic-equivalence reward for sets with non-integer answers (``math_reward.py``).
 """
+
 from __future__ import annotations
 
 from fastdapo.rewards.dapo_reward import dapo_reward, score_batch_dapo
@@ -23,9 +24,15 @@ def check_reward_name(name: str) -> str:
     return name
 
 
-def score_batch(responses: list[str], ground_truths: list[str], reward: str = DEFAULT_REWARD,
-                num_workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RewardResult]:
+def score_batch(
+    responses: list[str],
+    ground_truths: list[str],
+    reward: str = DEFAULT_REWARD,
+    num_workers: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[RewardResult]:
     """Score responses against ground truths with the reward named ``reward``; ``num_workers`` and
     ``timeout_s`` bound the worker processes of ``math_verify`` (``dapo`` needs none)."""
     return BATCH_REWARD_FUNCTIONS[check_reward_name(reward)](
-        responses, ground_truths, num_workers=num_workers, timeout_s=timeout_s)
+        responses, ground_truths, num_workers=num_workers, timeout_s=timeout_s
+    )

@@ -6,6 +6,7 @@ worker process (``_mv_worker.py``, started with the current interpreter); the pa
 worker's pipe with a deadline and kills the worker when it overruns, restarting it lazily. Workers
 are pooled and reused across calls; results are cached (timeouts included, as "not equivalent").
 """
+
 from __future__ import annotations
 
 import atexit
@@ -50,8 +51,12 @@ class _Worker:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-u", _WORKER_SCRIPT],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            bufsize=0, close_fds=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+            close_fds=True,
+            env=env,
         )
 
     @property
@@ -177,8 +182,9 @@ class VerifierPool:
                 self._cache.popitem(last=False)
 
     # -- checks ----------------------------------------------------------------------------------
-    def check(self, pairs: list[tuple[str, str]], timeout_s: float = 5.0,
-              num_workers: int | None = None) -> list[Verdict]:
+    def check(
+        self, pairs: list[tuple[str, str]], timeout_s: float = 5.0, num_workers: int | None = None
+    ) -> list[Verdict]:
         """Is each ``(gold, pred)`` pair equivalent (math-verify)? One verdict per pair, in order.
 
         Every pair gets at most ``timeout_s`` of worker time (plus a one-off start-up allowance
@@ -267,8 +273,11 @@ class VerifierPool:
                         self.stats["errors"] += 1
                         if not self._warned:
                             self._warned = True
-                            log.warning("reward equivalence worker exited unexpectedly (is math-verify "
-                                        "installed for %s?); such answers count as wrong", sys.executable)
+                            log.warning(
+                                "reward equivalence worker exited unexpectedly (is math-verify "
+                                "installed for %s?); such answers count as wrong",
+                                sys.executable,
+                            )
                         finish(w, Verdict(False, "error"), kill=True)
                         continue
                     for msg in msgs:

@@ -1,4 +1,5 @@
 """Process-group setup and the few collectives the trainer needs (no-ops on one process)."""
+
 from __future__ import annotations
 
 import os

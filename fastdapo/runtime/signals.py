@@ -12,6 +12,7 @@ pre-emption notice: the run is saved and can be resumed) and 130 after SIGINT (C
 SIGINT raises KeyboardInterrupt at once, without saving. On several processes the flag is combined
 over ranks, so every rank stops at the same point even if only one of them got the signal.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,8 @@ class StopSignal:
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.received: str | None = None   # this process's first signal
-        self.stopping: str | None = None   # set once the ranks agreed to stop
+        self.received: str | None = None  # this process's first signal
+        self.stopping: str | None = None  # set once the ranks agreed to stop
         self._previous: dict = {}
 
     def __enter__(self) -> StopSignal:
@@ -51,8 +52,11 @@ class StopSignal:
                 raise KeyboardInterrupt
             return
         self.received = name
-        log.warning("%s received: stopping after a checkpoint at the next safe point%s", name,
-                    " (Ctrl-C again to abort without saving)" if signum == signal.SIGINT else "")
+        log.warning(
+            "%s received: stopping after a checkpoint at the next safe point%s",
+            name,
+            " (Ctrl-C again to abort without saving)" if signum == signal.SIGINT else "",
+        )
 
     def requested(self) -> bool:
         """Collective: True on every rank once any rank got a signal."""

@@ -6,6 +6,7 @@ with probability `sft_noise` the answer is off by 1 or 2. The model learns the a
 both phrasings, so sampled accuracy sits well below 100%; RL has to discover which format and which
 answers pay, as with a base model that only sometimes follows the DAPO answer format.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,22 +37,51 @@ SHIPPED = Path(__file__).resolve().parent / "warm-start"  # not an identifier: d
 
 def tiny_qwen2(vocab_size: int, hidden: int, layers: int, heads: int, seed: int = 0) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                      max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
-                      bos_token_id=1, attn_implementation="sdpa")
+    cfg = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+        attn_implementation="sdpa",
+    )
     return Qwen2ForCausalLM(cfg)
 
 
 def _cache_key(cfg: Config) -> str:
     t = cfg.toy
-    spec = dict(v=TOY_VERSION, h=t.hidden_size, l=t.layers, a=t.heads, s=t.sft_steps,
-                lr=t.sft_lr, nz=t.sft_noise, fz=t.sft_format_noise, op=t.max_operand, ev=t.eval_size)
+    spec = dict(
+        v=TOY_VERSION,
+        h=t.hidden_size,
+        l=t.layers,
+        a=t.heads,
+        s=t.sft_steps,
+        lr=t.sft_lr,
+        nz=t.sft_noise,
+        fz=t.sft_format_noise,
+        op=t.max_operand,
+        ev=t.eval_size,
+    )
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, format_noise: float = 0.0,
-         batch: int = 64, on_step: Callable[[float], None] | None = None) -> None:
+def _sft(
+    model,
+    tokenizer,
+    problems,
+    steps: int,
+    lr: float,
+    noise: float = 0.0,
+    format_noise: float = 0.0,
+    batch: int = 64,
+    on_step: Callable[[float], None] | None = None,
+) -> None:
     rng = random.Random(0)
     ids_of: dict[str, list[int]] = {}  # the same few thousand strings recur; encoding them once saves ~5%
 
@@ -74,8 +104,9 @@ def _sft(model, tokenizer, problems, steps: int, lr: float, noise: float = 0.0, 
             masks.append([0] * len(p) + [1] * len(r))
         width = max(map(len, rows))
         ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        labels = torch.tensor([[t if m else -100 for t, m in zip(r, mk)] + [-100] * (width - len(r))
-                               for r, mk in zip(rows, masks)])
+        labels = torch.tensor(
+            [[t if m else -100 for t, m in zip(r, mk)] + [-100] * (width - len(r)) for r, mk in zip(rows, masks)]
+        )
         loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

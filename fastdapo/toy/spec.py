@@ -1,4 +1,5 @@
 """Sizes of the built-in toy task and model, importable without torch (config validation uses them)."""
+
 from __future__ import annotations
 
 PROMPT = "What is {a}{op}{b}? End with Answer: N\n"

@@ -1,4 +1,5 @@
 """Synthetic arithmetic problems that ask for the DAPO answer format (last line `Answer: N`)."""
+
 from __future__ import annotations
 
 import random
@@ -33,6 +34,9 @@ def to_records(problems, tokenizer) -> list[PromptRecord]:
     for i, (a, op, b) in enumerate(problems):
         text = PROMPT.format(a=a, op=op, b=b)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        out.append(PromptRecord(prompt=text, prompt_ids=ids, ground_truth=str(solve(a, op, b)),
-                                data_source="toy-arithmetic", index=i))
+        out.append(
+            PromptRecord(
+                prompt=text, prompt_ids=ids, ground_truth=str(solve(a, op, b)), data_source="toy-arithmetic", index=i
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """Character-level tokenizer built in-process as a real `transformers` fast tokenizer."""
+
 from __future__ import annotations
 
 import string
@@ -16,6 +17,7 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
     # Every character is its own pre-token, newlines included.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
-                                   padding_side="left")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left"
+    )
     return fast

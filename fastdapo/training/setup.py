@@ -1,4 +1,5 @@
 """Build what a run needs from its config: device, dtype, model, tokenizer, prompt sets."""
+
 from __future__ import annotations
 
 import logging
@@ -36,12 +37,14 @@ def resolve_attn(name: str, device: torch.device) -> str:
         try:
             import flash_attn  # noqa: F401
         except ImportError:
-            raise RuntimeError(f"model.attn_implementation={name} needs flash-attn: "
-                               "pip install 'fastdapo[gpu]' (CUDA machines only)") from None
+            raise RuntimeError(
+                f"model.attn_implementation={name} needs flash-attn: pip install 'fastdapo[gpu]' (CUDA machines only)"
+            ) from None
         return name
     if name == "auto" and device.type == "cuda":
         try:
             import flash_attn  # noqa: F401
+
             return "flash_attention_2"
         except ImportError:
             pass
@@ -60,8 +63,9 @@ def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool
         if mode == "on":
             raise RuntimeError("model.use_liger=on needs liger-kernel: pip install 'fastdapo[gpu]'") from None
         return False
-    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True,
-                                    cross_entropy=False, fused_linear_cross_entropy=False)
+    _apply_liger_kernel_to_instance(
+        model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+    )
     return True
 
 

@@ -3,6 +3,7 @@
 rollout -> reward -> dynamic-sampling filter -> advantage -> pack -> old log-probs
         -> mini-batch updates (token-level loss) -> optimizer step -> weight sync -> metrics / checkpoint
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,13 +63,18 @@ def train(cfg: Config) -> dict:
     packer = build_packer(a.max_tokens_per_micro_batch, ws.model.config._attn_implementation, a.share_prompts)
     actor = Actor(engine, packer, device, cfg.run.max_nonfinite_skips)
     if cfg.model.check_fidelity:  # a model whose forward the trainer does not reproduce is refused before any rollout
-        check_fidelity(engine, ws.model, packer, [p.prompt_ids for p in ws.train[:8]], cfg.rollout.temperature,
-                       ws.model_dir)
+        check_fidelity(
+            engine, ws.model, packer, [p.prompt_ids for p in ws.train[:8]], cfg.rollout.temperature, ws.model_dir
+        )
     rollout = build_rollout_engine(cfg, ws, engine)
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
-    components = {"stream": stream, "shuffle_rng": ShuffleRNG(rng), "nonfinite": actor.nonfinite,
-                  "rng": GlobalRNG()}  # restored last: nothing after it draws random numbers
+    components = {
+        "stream": stream,
+        "shuffle_rng": ShuffleRNG(rng),
+        "nonfinite": actor.nonfinite,
+        "rng": GlobalRNG(),
+    }  # restored last: nothing after it draws random numbers
     assets = HFAssets(ws.model.config, ws.tokenizer, getattr(ws.model, "generation_config", None))
     ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
     start = ckpt.resume(resume_from)  # weights, optimizer, LR schedule, prompt stream, every RNG
@@ -78,8 +84,15 @@ def train(cfg: Config) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     runlog.start(start if ckpt.resumed_from else None)  # cuts metrics/samples back to the checkpoint
-    log.info("model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
-             ws.model_dir, len(ws.train), len(ws.eval), D.world_size(), device.type, cfg.distributed.zero_stage)
+    log.info(
+        "model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
+        ws.model_dir,
+        len(ws.train),
+        len(ws.eval),
+        D.world_size(),
+        device.type,
+        cfg.distributed.zero_stage,
+    )
 
     if ckpt.resumed_from:
         acc_before = runlog.logged(0, "eval/acc")
@@ -97,9 +110,15 @@ def train(cfg: Config) -> dict:
             timer = Timer()
             t0 = time.perf_counter()
             # 1-3. rollout + reward, repeated until enough informative groups survive the filter
-            outcome = collect(stream.next, lambda ps, timer=timer: generate_and_score(rollout, ps, cfg, timer),
-                              a.train_batch_size, a.gen_batch_size, a.max_num_gen_batches, a.dynamic_sampling,
-                              gather=D.all_gather_list)
+            outcome = collect(
+                stream.next,
+                lambda ps, timer=timer: generate_and_score(rollout, ps, cfg, timer),
+                a.train_batch_size,
+                a.gen_batch_size,
+                a.max_num_gen_batches,
+                a.dynamic_sampling,
+                gather=D.all_gather_list,
+            )
             # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
             seqs, seq_uids = build_sequences(outcome.kept, a.overlong_filtering)
             plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
@@ -113,8 +132,10 @@ def train(cfg: Config) -> dict:
                 for s, lp in zip(seqs, old_lp):
                     s.old_logprobs = lp
                 masks = [s.loss_mask for s in seqs]
-                rollout_policy = {"entropy/mean": token_mean(entropy, masks),
-                                  "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks)}
+                rollout_policy = {
+                    "entropy/mean": token_mean(entropy, masks),
+                    "logprob/mean_prob": token_mean([lp.exp() for lp in old_lp], masks),
+                }
             if stop.requested():  # SIGTERM / SIGINT: abandon the step while the weights are still step-1's
                 log.info("step %d abandoned before its update (a resumed run redoes it)", step)
                 ckpt.save(step - 1, at_start)
@@ -126,11 +147,16 @@ def train(cfg: Config) -> dict:
             rollout.update_weights(ws.model)
 
             step_time = time.perf_counter() - t0
-            tokens = D.all_reduce([sum(len(g.prompt_ids) + len(g.response_ids)
-                                       for grp in outcome.generated for g in grp.generations)])[0]
-            last = {"step": step, **rollout_metrics(outcome),
-                    **upd.summary(), **rollout_policy,
-                    **timing_metrics(timer, step_time, tokens)}
+            tokens = D.all_reduce(
+                [sum(len(g.prompt_ids) + len(g.response_ids) for grp in outcome.generated for g in grp.generations)]
+            )[0]
+            last = {
+                "step": step,
+                **rollout_metrics(outcome),
+                **upd.summary(),
+                **rollout_policy,
+                **timing_metrics(timer, step_time, tokens),
+            }
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)
             if ws.eval and (step == cfg.run.steps or (cfg.run.eval_every and step % cfg.run.eval_every == 0)):
@@ -152,5 +178,12 @@ def train(cfg: Config) -> dict:
     if acc_before is not None and acc_after is not None:
         acc_summary = describe_change(acc_before, acc_after, len(ws.eval))
         log.info("%s; sampled at T=%.2f, %d per prompt", acc_summary, cfg.rollout.eval_temperature, cfg.rollout.eval_n)
-    return {"acc_before": acc_before, "acc_after": acc_after, "acc_summary": acc_summary, "learned": learned,
-            "last": last, "run_dir": str(run_dir), "stopped_by": stop.stopping}
+    return {
+        "acc_before": acc_before,
+        "acc_after": acc_after,
+        "acc_summary": acc_summary,
+        "learned": learned,
+        "last": last,
+        "run_dir": str(run_dir),
+        "stopped_by": stop.stopping,
+    }

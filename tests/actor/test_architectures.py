@@ -1,6 +1,7 @@
 """Every architecture of the matrix either trains exactly (the trainer's per-token log-probs, through
 the packer, the attention and the fused LM head that training uses, equal the model's own forward)
 or is refused at load with one line naming the model class, what is unsupported and what to do."""
+
 import pytest
 import torch
 
@@ -19,8 +20,13 @@ GROUPS = [(5, [4, 7, 1]), (3, [6, 2])]
 
 def groups(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randint(3, VOCAB, (p,), generator=g).tolist(),
-             [torch.randint(3, VOCAB, (r,), generator=g).tolist() for r in rs]) for p, rs in GROUPS]
+    return [
+        (
+            torch.randint(3, VOCAB, (p,), generator=g).tolist(),
+            [torch.randint(3, VOCAB, (r,), generator=g).tolist() for r in rs],
+        )
+        for p, rs in GROUPS
+    ]
 
 
 def loss_logprobs(policy, packer, seqs):
@@ -51,9 +57,19 @@ def check_exact(model, temperature, attn=PACKED_SDPA, dtype=torch.float32):
     return policy
 
 
-@pytest.mark.parametrize("name,temperature", [
-    ("qwen2_tied", 1.0), ("llama_gqa_untied", 0.7), ("qwen3_qk_norm", 1.3), ("qwen2_moe", 1.0),
-    ("phi_head_bias", 0.7), ("cohere_logit_scale", 1.0), ("granite_logits_scaling", 0.7), ("gemma_plain", 1.0)])
+@pytest.mark.parametrize(
+    "name,temperature",
+    [
+        ("qwen2_tied", 1.0),
+        ("llama_gqa_untied", 0.7),
+        ("qwen3_qk_norm", 1.3),
+        ("qwen2_moe", 1.0),
+        ("phi_head_bias", 0.7),
+        ("cohere_logit_scale", 1.0),
+        ("granite_logits_scaling", 0.7),
+        ("gemma_plain", 1.0),
+    ],
+)
 def test_trainer_logprobs_equal_the_models_forward(name, temperature):
     policy = check_exact(build(name), temperature)
     head = policy.lm_head
@@ -71,8 +87,11 @@ def test_gemma2_softcap_is_exact_on_the_eager_route():
 def test_gemma2_attention_softcap_is_refused_on_sdpa():
     model = build("gemma2_softcap")
     model.config.architectures = ["Gemma2ForCausalLM"]  # as in a saved model's config.json
-    with pytest.raises(UnsupportedModelError, match=r"^Gemma2ForCausalLM: attention-logit soft-capping .* "
-                                                    r"use model.attn_implementation=eager"):
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"^Gemma2ForCausalLM: attention-logit soft-capping .* "
+        r"use model.attn_implementation=eager",
+    ):
         choose_attention(model.config, PACKED_SDPA, PACKED_SDPA)  # an explicit choice is refused, not overridden
     with pytest.raises(UnsupportedModelError, match=r"^Gemma2ForCausalLM: attention-logit soft-capping"):
         check_model_support(model, "sdpa", 64)

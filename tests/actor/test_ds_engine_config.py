@@ -20,12 +20,19 @@ def test_generated_config_follows_fastdapo_config():
 def test_user_json_wins_and_conflicts_are_reported(tmp_path, caplog):
     gen = generated_ds_config(load_config(None, ["distributed.zero_stage=2"]), torch.float32)
     user = tmp_path / "ds.json"
-    user.write_text(json.dumps({"zero_optimization": {"stage": 1, "reduce_bucket_size": 1000}, "gradient_clipping": 1.0,
-                                "comms_logger": {"enabled": True}}))
+    user.write_text(
+        json.dumps(
+            {
+                "zero_optimization": {"stage": 1, "reduce_bucket_size": 1000},
+                "gradient_clipping": 1.0,
+                "comms_logger": {"enabled": True},
+            }
+        )
+    )
     merged, conflicts = merge_user_config(gen, str(user))
     assert merged["zero_optimization"]["stage"] == 1 and merged["zero_optimization"]["reduce_bucket_size"] == 1000
     assert merged["comms_logger"] == {"enabled": True} and merged["train_micro_batch_size_per_gpu"] == 1
-    assert conflicts == ["zero_optimization.stage: 2 -> 1"]     # same value (clipping 1.0) is no conflict
+    assert conflicts == ["zero_optimization.stage: 2 -> 1"]  # same value (clipping 1.0) is no conflict
     assert "zero_optimization.stage: 2 -> 1" in caplog.text
 
 

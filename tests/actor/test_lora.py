@@ -1,5 +1,6 @@
 """LoRA actor: config validation, only adapters train, the frozen LM head costs no weight gradient, and the
 merged-weight stream equals PEFT's own merge."""
+
 import pytest
 import torch
 
@@ -47,8 +48,14 @@ def sequences(n=6):
         ids = torch.randint(3, VOCAB, (10,), generator=g)
         mask = torch.zeros(10, dtype=torch.bool)
         mask[3:9] = True
-        out.append(Sequence(ids, mask, advantages=torch.full((10,), float(torch.randn(1, generator=g))),
-                            old_logprobs=-torch.rand(10, generator=g) * 4))
+        out.append(
+            Sequence(
+                ids,
+                mask,
+                advantages=torch.full((10,), float(torch.randn(1, generator=g))),
+                old_logprobs=-torch.rand(10, generator=g) * 4,
+            )
+        )
     return out
 
 
@@ -70,8 +77,9 @@ def test_frozen_head_gets_no_weight_gradient(monkeypatch, checkpointing):
     cfg = load_config()
     cfg.distributed.zero_stage = 0
     engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu"))
-    assert sum(p.numel() for g in engine.optimizer.param_groups for p in g["params"]) == \
-        sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in engine.optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in model.parameters() if p.requires_grad
+    )
     actor = Actor(engine, build_packer(64, model.config._attn_implementation, False), torch.device("cpu"))
     actor.accumulate_gradients(sequences())
     assert seen and all(n["dh"] and not n["dw"] for n in seen)

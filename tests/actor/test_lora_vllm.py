@@ -1,5 +1,6 @@
 """vLLM serves a LoRA actor through its merged weights: after each adapter update the engine's log-probs equal the
 adapted model's exactly (the sync test of full fine-tuning)."""
+
 import pytest
 import torch
 

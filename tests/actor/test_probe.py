@@ -1,4 +1,5 @@
 """The train-time fidelity probe refuses, in one line, a model whose forward the trainer does not reproduce."""
+
 import pytest
 import torch
 

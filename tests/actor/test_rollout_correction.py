@@ -1,5 +1,6 @@
 """Rollout correction through the actor: the rollout_corr/* metrics see a mismatch (and only a mismatch), the
 corrected gradient is the importance-weighted one, and with a matching engine a run is unchanged."""
+
 import json
 import math
 import os
@@ -30,7 +31,7 @@ def make_sequences(seed=0, n=6):
         p_len, r_len = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(3, 12, (1,), generator=g))
         ids = torch.randint(3, VOCAB, (p_len + r_len,), generator=g)
         mask = torch.zeros(p_len + r_len, dtype=torch.bool)
-        mask[p_len - 1: p_len + r_len - 1] = True
+        mask[p_len - 1 : p_len + r_len - 1] = True
         adv = torch.full((p_len + r_len,), float(torch.randn(1, generator=g)))
         seqs.append(Sequence(ids, mask, advantages=adv))
     return seqs
@@ -143,16 +144,35 @@ _DIST_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", 
 
 
 def toy_run(run_dir: Path, cache: Path, mode: str) -> list[dict]:
-    sets = {"toy.sft_steps": 20, "toy.hidden_size": 32, "toy.cache_dir": cache, "toy.eval_size": 2,
-            "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16, "algorithm.overlong_buffer_len": 2,
-            "algorithm.train_batch_size": 2, "algorithm.gen_batch_size": 2, "algorithm.mini_batch_size": 1,
-            "algorithm.dynamic_sampling": "false", "algorithm.rollout_correction": mode, "run.steps": 2,
-            "run.save_every": 0, "run.progress": "false", "run.output_dir": run_dir}
-    env = {**{k: v for k, v in os.environ.items() if k not in _DIST_VARS}, "DS_ACCELERATOR": "cpu",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    sets = {
+        "toy.sft_steps": 20,
+        "toy.hidden_size": 32,
+        "toy.cache_dir": cache,
+        "toy.eval_size": 2,
+        "rollout.eval_n": 2,
+        "rollout.n": 8,
+        "rollout.max_response_length": 16,
+        "algorithm.overlong_buffer_len": 2,
+        "algorithm.train_batch_size": 2,
+        "algorithm.gen_batch_size": 2,
+        "algorithm.mini_batch_size": 1,
+        "algorithm.dynamic_sampling": "false",
+        "algorithm.rollout_correction": mode,
+        "run.steps": 2,
+        "run.save_every": 0,
+        "run.progress": "false",
+        "run.output_dir": run_dir,
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in _DIST_VARS},
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    proc = subprocess.run([sys.executable, "-m", "fastdapo.cli", "train", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", "train", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
 

@@ -1,4 +1,5 @@
 """Token-level loss: K accumulated micro-batches give the gradient of the whole mini-batch as one."""
+
 import pytest
 import torch
 
@@ -23,9 +24,9 @@ def make_sequences(seed=0, n=10):
         p_len, r_len = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g))
         ids = torch.randint(3, VOCAB, (p_len + r_len,), generator=g)
         mask = torch.zeros(p_len + r_len, dtype=torch.bool)
-        mask[p_len - 1: p_len + r_len - 1] = True
+        mask[p_len - 1 : p_len + r_len - 1] = True
         adv = torch.full((p_len + r_len,), float(torch.randn(1, generator=g)))
-        old = -torch.rand(p_len + r_len, generator=g) * 6      # far from current log-probs: clipping active
+        old = -torch.rand(p_len + r_len, generator=g) * 6  # far from current log-probs: clipping active
         seqs.append(Sequence(ids, mask, advantages=adv, old_logprobs=old))
     return seqs
 
@@ -50,17 +51,27 @@ def reference_grads(seqs, per_micro=None):
         h = model.model(input_ids=s.input_ids[None], use_cache=False).last_hidden_state[0]
         hs.append(h)
         tg.append(torch.cat([s.input_ids[1:], torch.zeros(1, dtype=torch.long)]))
-        old.append(s.old_logprobs); adv.append(s.advantages); mask.append(s.loss_mask)
+        old.append(s.old_logprobs)
+        adv.append(s.advantages)
+        mask.append(s.loss_mask)
     w = model.lm_head.weight
     if per_micro is None:
-        loss, _ = reference_dapo_loss(torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask),
-                                      dual_clip=None)  # as LossSettings below
+        loss, _ = reference_dapo_loss(
+            torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask), dual_clip=None
+        )  # as LossSettings below
     else:  # mean per chunk of sequences, then averaged: the known peer bug
         losses = []
         for i in range(0, len(seqs), per_micro):
             sl = slice(i, i + per_micro)
-            l, _ = reference_dapo_loss(torch.cat(hs[sl]), w, torch.cat(tg[sl]), torch.cat(old[sl]), torch.cat(adv[sl]),
-                                       torch.cat(mask[sl]), dual_clip=None)
+            l, _ = reference_dapo_loss(
+                torch.cat(hs[sl]),
+                w,
+                torch.cat(tg[sl]),
+                torch.cat(old[sl]),
+                torch.cat(adv[sl]),
+                torch.cat(mask[sl]),
+                dual_clip=None,
+            )
             losses.append(l)
         loss = torch.stack(losses).mean()
     loss.backward()
@@ -86,7 +97,7 @@ def test_per_micro_batch_mean_would_be_detected():
     seqs = make_sequences(seed=1)
     _, ref = reference_grads(seqs)
     _, buggy = reference_grads(seqs, per_micro=3)
-    assert rel_err(buggy, ref) > 1e-2   # the equality test above is sensitive to the normalization
+    assert rel_err(buggy, ref) > 1e-2  # the equality test above is sensitive to the normalization
 
 
 def test_on_policy_update_equals_explicit_old_logprob_pass():
@@ -100,8 +111,9 @@ def test_on_policy_update_equals_explicit_old_logprob_pass():
         model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
         cfg = load_config()
         cfg.distributed.zero_stage = 0
-        engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
-                                 torch.device("cpu"))
+        engine = build_ds_engine(
+            PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu")
+        )
         actor = Actor(engine, build_packer(24, "sdpa", False), torch.device("cpu"))
         if explicit:
             old, _ = actor.score(seqs)
@@ -123,9 +135,17 @@ def make_grouped_sequences(seed=4, groups=4, g_size=3):
             r = int(torch.randint(1, 12, (1,), generator=g))
             ids = torch.cat([prompt, torch.randint(3, VOCAB, (r,), generator=g)])
             mask = torch.zeros(p + r, dtype=torch.bool)
-            mask[p - 1: p + r - 1] = True
-            seqs.append(Sequence(ids, mask, advantages=torch.full((p + r,), float(torch.randn(1, generator=g))),
-                                 old_logprobs=-torch.rand(p + r, generator=g) * 6, prompt_len=p, group=gid))
+            mask[p - 1 : p + r - 1] = True
+            seqs.append(
+                Sequence(
+                    ids,
+                    mask,
+                    advantages=torch.full((p + r,), float(torch.randn(1, generator=g))),
+                    old_logprobs=-torch.rand(p + r, generator=g) * 6,
+                    prompt_len=p,
+                    group=gid,
+                )
+            )
     return seqs
 
 
@@ -143,8 +163,9 @@ def test_shared_prompt_actor_equals_unshared_reference(attn):
             model.set_attn_implementation(register_attention())
         cfg = load_config()
         cfg.distributed.zero_stage = 0
-        engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32,
-                                 torch.device("cpu"))
+        engine = build_ds_engine(
+            PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu")
+        )
         actor = Actor(engine, build_packer(max_tokens, model.config._attn_implementation, share), torch.device("cpu"))
         old, _ = actor.score(seqs)
         stats = UpdateStats()

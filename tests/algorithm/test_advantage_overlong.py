@@ -11,8 +11,8 @@ def test_group_advantages_match_formula_per_group():
     g = r[:4]
     expected = (g - g.mean()) / (g.std() + 1e-6)
     assert torch.allclose(a[:4], expected, atol=1e-6)
-    assert torch.equal(a[4:], torch.zeros(4))           # identical rewards: no signal
-    assert abs(float(a[:4].sum())) < 1e-5                 # zero-mean within the group
+    assert torch.equal(a[4:], torch.zeros(4))  # identical rewards: no signal
+    assert abs(float(a[:4].sum())) < 1e-5  # zero-mean within the group
 
 
 def test_group_advantages_reject_ragged_groups():
@@ -20,11 +20,18 @@ def test_group_advantages_reject_ragged_groups():
         group_advantages(torch.ones(4), 3)
 
 
-@pytest.mark.parametrize("length, expected", [
-    (0, 0.0), (12, 0.0),              # up to L_max - L_cache: no penalty
-    (13, -0.25), (14, -0.5), (16, -1.0),   # inside the buffer: linear
-    (17, -1.0), (100, -1.0),          # past L_max
-])
+@pytest.mark.parametrize(
+    "length, expected",
+    [
+        (0, 0.0),
+        (12, 0.0),  # up to L_max - L_cache: no penalty
+        (13, -0.25),
+        (14, -0.5),
+        (16, -1.0),  # inside the buffer: linear
+        (17, -1.0),
+        (100, -1.0),  # past L_max
+    ],
+)
 def test_overlong_penalty_soft_punishment(length, expected):
     assert overlong_penalty(length, max_length=16, buffer=4) == pytest.approx(expected)
 

@@ -1,5 +1,6 @@
 """Smoke test of the end-to-end benchmark: config builders for both sides, then a 2-step run of
 each framework (1 warm-up + 1 timed step) on a tiny random Qwen2 through the click command."""
+
 import csv
 
 import pytest
@@ -9,8 +10,20 @@ from bench.e2e import e2e_command, summarize
 from bench.e2e_fastdapo import fastdapo_overrides
 from bench.e2e_trl import grpo_config_kwargs
 
-SPEC = {"prompts": 3, "group_size": 2, "max_new_tokens": 4, "steps": 2, "threads": 1, "model_dir": "unused",
-        "eval_size": 4, "max_operand": 20, "seed": 0, "lr": 2e-4, "work_dir": "unused", "extra_sets": []}
+SPEC = {
+    "prompts": 3,
+    "group_size": 2,
+    "max_new_tokens": 4,
+    "steps": 2,
+    "threads": 1,
+    "model_dir": "unused",
+    "eval_size": 4,
+    "max_operand": 20,
+    "seed": 0,
+    "lr": 2e-4,
+    "work_dir": "unused",
+    "extra_sets": [],
+}
 
 
 def test_trl_config_matches_shape(tmp_path):
@@ -39,9 +52,11 @@ def test_fastdapo_config_matches_shape():
 
 
 def test_summary_skips_warmup_step():
-    steps = [{"time/step": 9.0, "time/rollout": 5.0, "tokens": 10, "response_length/mean": 2.0},
-             {"time/step": 1.0, "time/rollout": 0.5, "tokens": 10, "response_length/mean": 2.0},
-             {"time/step": 3.0, "time/rollout": 0.5, "tokens": 10, "response_length/mean": 2.0}]
+    steps = [
+        {"time/step": 9.0, "time/rollout": 5.0, "tokens": 10, "response_length/mean": 2.0},
+        {"time/step": 1.0, "time/rollout": 0.5, "tokens": 10, "response_length/mean": 2.0},
+        {"time/step": 3.0, "time/rollout": 0.5, "tokens": 10, "response_length/mean": 2.0},
+    ]
     row = summarize({"framework": "trl", "steps": steps, "threads": 1}, SPEC)
     assert row["steps_timed"] == 2 and row["median_step_s"] == 2.0 and row["tokens_per_s"] == 5.0
 
@@ -60,9 +75,27 @@ def tiny_model_dir(tmp_path):
 def test_e2e_two_step_comparison(tiny_model_dir, tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "results"
-    res = CliRunner().invoke(e2e_command, [
-        "--prompts", "2", "--group-size", "2", "--max-new-tokens", "4", "--steps", "2", "--threads", "1",
-        "--eval-size", "4", "--model-dir", str(tiny_model_dir), "--out", str(out)])
+    res = CliRunner().invoke(
+        e2e_command,
+        [
+            "--prompts",
+            "2",
+            "--group-size",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--steps",
+            "2",
+            "--threads",
+            "1",
+            "--eval-size",
+            "4",
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = {r["framework"]: r for r in csv.DictReader((out / "e2e.csv").open())}
     assert set(rows) == {"fastdapo", "trl"}

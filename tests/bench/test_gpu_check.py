@@ -12,16 +12,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_cpu_twin_runs_every_part(tmp_path):
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     env.pop("TRITON_INTERPRET", None)  # the script must set it itself
-    proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--cpu", "--out", str(tmp_path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu_check.py", "--cpu", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     report = (tmp_path / "report.md").read_text()
-    for title in ("(a) kernels vs float64 reference: pass", "(b) kernel benchmark: pass",
-                  "(c) toy DAPO steps: pass"):
+    for title in ("(a) kernels vs float64 reference: pass", "(b) kernel benchmark: pass", "(c) toy DAPO steps: pass"):
         assert title in report, report[-3000:]
-    for verdict in ("faster than Liger", "no slower than naive", "extra memory <= 2% of naive",
-                    "TFLOP/s >= 60% of matmul"):
+    for verdict in (
+        "faster than Liger",
+        "no slower than naive",
+        "extra memory <= 2% of naive",
+        "TFLOP/s >= 60% of matmul",
+    ):
         assert verdict in report and verdict in out
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     status = {r["part"]: r["value"] for r in rows if r["metric"] == "status"}
@@ -39,11 +48,12 @@ def test_failing_part_is_reported_and_the_rest_still_run(tmp_path):
         "def boom(*a, **kw): raise ValueError('injected failure')\n"
         "k.run_kernel_check = boom\n"
         "from bench.gpu_check import main\n"
-        f"sys.exit(main(['--cpu', '--parts', 'ac', '--out', {str(tmp_path)!r}]))\n")
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", TRITON_INTERPRET="1",
-               PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+        f"sys.exit(main(['--cpu', '--parts', 'ac', '--out', {str(tmp_path)!r}]))\n"
+    )
+    env = dict(
+        os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", TRITON_INTERPRET="1", PYTHONPATH=str(ROOT)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
     report = (tmp_path / "report.md").read_text()
     assert "(a) kernels vs float64 reference: error" in report and "injected failure" in report

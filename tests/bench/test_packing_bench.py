@@ -2,8 +2,12 @@ from bench.packing import run_packing_bench
 
 
 def test_packing_bench_layouts_compute_what_they_claim():
-    rows = {r["layout"]: r for r in run_packing_bench(num_seqs=12, cap=64, median=24.0, max_tokens=256, hidden=32,
-                                                      layers=1, vocab=64, repeats=1, group_size=4)}
+    rows = {
+        r["layout"]: r
+        for r in run_packing_bench(
+            num_seqs=12, cap=64, median=24.0, max_tokens=256, hidden=32, layers=1, vocab=64, repeats=1, group_size=4
+        )
+    }
     assert set(rows) == {"padded", "padded-sorted", "packed", "packed-varlen", "packed-shared"}
     real = rows["packed"]["real_tokens"]
     assert rows["packed"]["computed_tokens"] == rows["packed-varlen"]["computed_tokens"] == real

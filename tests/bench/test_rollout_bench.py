@@ -1,12 +1,28 @@
 """Smoke test of the rollout benchmark: the engines' rows count the tokens they actually generated."""
+
 from click.testing import CliRunner
 
 from bench.rollout import MODELS, rollout_command
 
 
 def test_rollout_bench_rows(tmp_path):
-    res = CliRunner().invoke(rollout_command, ["--models", "3M", "--engines", "torch,hf", "--prompts", "2", "--n", "2",
-                                               "--max-new-tokens", "5", "--out", str(tmp_path)])
+    res = CliRunner().invoke(
+        rollout_command,
+        [
+            "--models",
+            "3M",
+            "--engines",
+            "torch,hf",
+            "--prompts",
+            "2",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "rollout.csv").read_text().splitlines()
     assert lines[0].startswith("model,params_m,engine,sequences,tokens")

@@ -1,4 +1,5 @@
 """Checkpoint files, damage detection, keep-last-k, RNG state, export, and non-finite step skipping."""
+
 import json
 import logging
 import random
@@ -19,6 +20,7 @@ VOCAB = 48
 
 # --- damage detection and pruning on hand-made checkpoint directories ----------------------------------
 
+
 def fake_checkpoint(root: Path, step: int, world: int = 1) -> Path:
     d = root / C.step_dir_name(step)
     (d / "engine").mkdir(parents=True)
@@ -34,12 +36,15 @@ def test_complete_checkpoint_has_no_problem(tmp_path):
     assert C.problem(fake_checkpoint(tmp_path, 1)) is None
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (lambda d: (d / C.MANIFEST).unlink(), "no manifest"),
-    (lambda d: (d / C.MANIFEST).write_text("{not json"), "unreadable manifest"),
-    (lambda d: (d / "engine" / "mp_rank_00_model_states.pt").write_bytes(b"w" * 40), "truncated"),
-    (lambda d: (d / C.state_file(0)).unlink(), "missing"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda d: (d / C.MANIFEST).unlink(), "no manifest"),
+        (lambda d: (d / C.MANIFEST).write_text("{not json"), "unreadable manifest"),
+        (lambda d: (d / "engine" / "mp_rank_00_model_states.pt").write_bytes(b"w" * 40), "truncated"),
+        (lambda d: (d / C.state_file(0)).unlink(), "missing"),
+    ],
+)
 def test_damaged_checkpoint_is_detected(tmp_path, damage, expected):
     d = fake_checkpoint(tmp_path, 3)
     damage(d)
@@ -55,9 +60,9 @@ def test_resolve_skips_a_truncated_checkpoint_for_the_previous_one(tmp_path, cap
         assert C.resolve(tmp_path / "run") == root / C.step_dir_name(2)
     assert "skipping checkpoint" in caplog.text and "truncated" in caplog.text
     with pytest.raises(FileNotFoundError, match="unusable"):
-        C.resolve(tmp_path / "run", step=4)       # asked for by step: no silent substitute
+        C.resolve(tmp_path / "run", step=4)  # asked for by step: no silent substitute
     with pytest.raises(FileNotFoundError, match="unusable"):
-        C.resolve(newest)                          # asked for by path: no silent substitute
+        C.resolve(newest)  # asked for by path: no silent substitute
 
 
 def test_world_size_recorded_in_manifest_requires_every_rank_state(tmp_path):
@@ -70,7 +75,7 @@ def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
     root = tmp_path / "checkpoints"
     for s in (1, 2, 3, 4):
         fake_checkpoint(root, s)
-    (root / C.step_dir_name(1) / C.MANIFEST).unlink()          # damaged and old: garbage
+    (root / C.step_dir_name(1) / C.MANIFEST).unlink()  # damaged and old: garbage
     ck = Checkpointer.__new__(Checkpointer)
     ck.root, ck.keep_last = root, 2
     ck.prune()
@@ -85,12 +90,17 @@ def test_resume_never_refuses_to_mix_with_an_earlier_run(tmp_path):
 
 # --- RNG state -------------------------------------------------------------------------------------------
 
+
 def test_rng_state_roundtrips_through_a_weights_only_file(tmp_path):
-    random.seed(1); np.random.seed(2); torch.manual_seed(3)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
     np.random.randn()  # leave a cached Gaussian in NumPy's state
     torch.save({"rng": capture_rng()}, tmp_path / "s.pt")
     expected = (random.random(), float(np.random.randn()), torch.rand(3), torch.multinomial(torch.ones(10), 5))
-    random.seed(9); np.random.seed(9); torch.manual_seed(9)
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
     restore_rng(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     got = (random.random(), float(np.random.randn()), torch.rand(3), torch.multinomial(torch.ones(10), 5))
     assert got[:2] == expected[:2]
@@ -98,6 +108,7 @@ def test_rng_state_roundtrips_through_a_weights_only_file(tmp_path):
 
 
 # --- real DeepSpeed engines: save, export, reload --------------------------------------------------------
+
 
 def _engine(stage: int, grad_clip: float = 1.0):
     from fastdapo.actor.ds_engine import build_ds_engine
@@ -119,8 +130,9 @@ def _engine(stage: int, grad_clip: float = 1.0):
 def _gathered(engine):
     import deepspeed
 
-    return deepspeed.zero.GatheredParameters(list(engine.module.parameters()),
-                                             enabled=engine.zero_optimization_stage() == 3)
+    return deepspeed.zero.GatheredParameters(
+        list(engine.module.parameters()), enabled=engine.zero_optimization_stage() == 3
+    )
 
 
 def _train_step(engine, ids, scale: float = 1.0):
@@ -168,14 +180,20 @@ def test_resume_restores_engine_and_trainer_state(tmp_path):
 
     def setup():
         cfg, model, engine = _engine(2)
-        parts = {"stream": PromptStream(records, seed=0), "shuffle_rng": ShuffleRNG(random.Random(0)),
-                 "nonfinite": NonFiniteCounter(), "rng": GlobalRNG()}
+        parts = {
+            "stream": PromptStream(records, seed=0),
+            "shuffle_rng": ShuffleRNG(random.Random(0)),
+            "nonfinite": NonFiniteCounter(),
+            "rng": GlobalRNG(),
+        }
         return cfg, model, engine, Checkpointer(tmp_path, cfg, engine, parts, HFAssets(model.config, _tokenizer()))
 
     cfg, model, engine, ck = setup()
     _train_step(engine, ids)
     c = ck.components
-    c["stream"].next(3); c["shuffle_rng"].rng.random(); c["nonfinite"].in_a_row = 2
+    c["stream"].next(3)
+    c["shuffle_rng"].rng.random()
+    c["nonfinite"].in_a_row = 2
     ck.save(1)
     expected = (c["stream"].next(2), c["shuffle_rng"].rng.random(), torch.rand(2))
     _train_step(engine, ids)
@@ -188,7 +206,7 @@ def test_resume_restores_engine_and_trainer_state(tmp_path):
     assert c2["nonfinite"].in_a_row == 2
     assert (c2["stream"].next(2), c2["shuffle_rng"].rng.random()) == expected[:2]
     assert torch.equal(torch.rand(2), expected[2])
-    _train_step(engine, ids)   # the optimizer state came back too: the next step lands on the same weights
+    _train_step(engine, ids)  # the optimizer state came back too: the next step lands on the same weights
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
 
@@ -209,7 +227,7 @@ def test_non_finite_gradients_skip_the_step(stage):
     with _gathered(engine):
         for k, v in model.state_dict().items():
             assert torch.equal(v, before[k]), k
-    _train_step(engine, ids)   # and the next finite step trains normally
+    _train_step(engine, ids)  # and the next finite step trains normally
     gn = float(engine.get_global_grad_norm())
     assert np.isfinite(gn) and gn > 0
     with _gathered(engine):
@@ -253,8 +271,14 @@ def test_format_1_trainer_state_loads_into_the_components():
 
     rng = random.Random(5)
     version, internal, gauss = rng.getstate()
-    old = {"format": 1, "step": 3, "stream": {"epoch": 1, "position": 2}, "rng": capture_rng(),
-           "shuffle_rng": (version, list(internal), gauss), "nonfinite_in_a_row": 2}
+    old = {
+        "format": 1,
+        "step": 3,
+        "stream": {"epoch": 1, "position": 2},
+        "rng": capture_rng(),
+        "shuffle_rng": (version, list(internal), gauss),
+        "nonfinite_in_a_row": 2,
+    }
     parts = _upgrade(old)["components"]
     shuffle, counter = ShuffleRNG(random.Random(0)), NonFiniteCounter()
     shuffle.load_state_dict(parts["shuffle_rng"])

@@ -1,5 +1,6 @@
 """A later run never destroys an earlier one: incompatible or unusable checkpoints are refused before
 anything is written; a failed save (a full disk) is one line and leaves no temporary directory."""
+
 import errno
 import json
 import logging
@@ -67,9 +68,16 @@ def test_explicit_path_that_is_no_checkpoint_is_one_line(tmp_path):
         choose_checkpoint(tmp_path, str(tmp_path / "nowhere"), 1, 2)
 
 
-@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"),
-                                 RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter "
-                                              "failed writing file data/0: file write failed")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError(
+            "[enforce fail at inline_container.cc:783] . PytorchStreamWriter "
+            "failed writing file data/0: file write failed"
+        ),
+    ],
+)
 def test_full_disk_is_named(exc):
     err = C.write_error(exc, Path("/r/checkpoints/step_00000003"))
     assert str(err) == "no space left on device while writing checkpoint /r/checkpoints/step_00000003"
@@ -84,6 +92,7 @@ def test_other_failures_pass_through_or_name_the_path():
 
 class _FullDiskEngine:
     """Writes part of a shard, then the disk is full (as DeepSpeed's torch.save would report it)."""
+
     module = torch.nn.Linear(2, 2)
 
     def zero_optimization_stage(self) -> int:

@@ -1,4 +1,5 @@
 """Config changes on resume: shown, applied (the learning rate reaches the restored schedule) or refused."""
+
 import logging
 
 import pytest
@@ -10,8 +11,9 @@ from tests.checkpoint.test_checkpoint import _engine
 
 
 def test_diff_lists_changed_keys_except_resume():
-    assert config_changes({"a": {"b": 1, "c": 2}, "run": {"resume": "x"}},
-                          {"a": {"b": 1, "c": 3}, "run": {"resume": "auto"}}) == [("a.c", 2, 3)]
+    assert config_changes(
+        {"a": {"b": 1, "c": 2}, "run": {"resume": "x"}}, {"a": {"b": 1, "c": 3}, "run": {"resume": "auto"}}
+    ) == [("a.c", 2, 3)]
 
 
 def test_changed_lr_and_steps_are_shown(tmp_path, caplog):
@@ -24,9 +26,15 @@ def test_changed_lr_and_steps_are_shown(tmp_path, caplog):
     assert review_config_changes(None, cfg) == []
 
 
-@pytest.mark.parametrize("override, key", [("rollout.n=4", "rollout.n"), ("run.seed=7", "run.seed"),
-                                           ("optimizer.beta2=0.9", "optimizer.beta2"),
-                                           ("distributed.offload_optimizer=true", "distributed.offload_optimizer")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("rollout.n=4", "rollout.n"),
+        ("run.seed=7", "run.seed"),
+        ("optimizer.beta2=0.9", "optimizer.beta2"),
+        ("distributed.offload_optimizer=true", "distributed.offload_optimizer"),
+    ],
+)
 def test_settings_the_checkpoint_fixes_are_refused(tmp_path, override, key):
     save_config(load_config(), tmp_path / "config.yaml")
     with pytest.raises(CheckpointError, match=rf"with {key} changed \(.+\): set it back"):

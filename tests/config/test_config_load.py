@@ -11,37 +11,116 @@ ROOT = Path(__file__).resolve().parents[2]
 # The toy run as it was before defaults became the paper recipe (old configs/toy.yaml + schema
 # defaults, toy keys renamed into their own section): configs/toy.yaml must keep reproducing it.
 OLD_TOY_RUN = {
-    "model": dict(path="toy", dtype="auto", attn_implementation="auto", use_liger="auto", gradient_checkpointing=False,
-                  lora=dict(rank=0, alpha=16.0, dropout=0.0, target_modules=["all-linear"])),
-    "toy": dict(hidden_size=128, layers=2, heads=4, sft_steps=1200, sft_lr=1e-3, sft_noise=0.0, sft_format_noise=0.75,
-                cache_dir=".cache/fastdapo", eval_size=256, max_operand=20),
+    "model": dict(
+        path="toy",
+        dtype="auto",
+        attn_implementation="auto",
+        use_liger="auto",
+        gradient_checkpointing=False,
+        lora=dict(rank=0, alpha=16.0, dropout=0.0, target_modules=["all-linear"]),
+    ),
+    "toy": dict(
+        hidden_size=128,
+        layers=2,
+        heads=4,
+        sft_steps=1200,
+        sft_lr=1e-3,
+        sft_noise=0.0,
+        sft_format_noise=0.75,
+        cache_dir=".cache/fastdapo",
+        eval_size=256,
+        max_operand=20,
+    ),
     "data": dict(train_files=[], eval_files=[], max_prompt_length=2048, apply_chat_template=True, shuffle=True),
-    "rollout": dict(engine="torch", n=8, temperature=1.0, top_p=1.0, max_response_length=24, batch_size=512,
-                    seed_per_prompt=False, eval_n=4, eval_temperature=1.0, eval_top_p=1.0, gpu_memory_utilization=None,
-                    tensor_parallel_size=1),
-    "algorithm": dict(eps_low=0.2, eps_high=0.28, dual_clip=None, train_batch_size=32, gen_batch_size=48,
-                      max_num_gen_batches=4, dynamic_sampling=True, mini_batch_size=8, ppo_epochs=1,
-                      max_tokens_per_micro_batch=8192, share_prompts=True, overlong_shaping=True, overlong_buffer_len=8,
-                      overlong_penalty_factor=1.0, overlong_filtering=False, kernel_impl="auto", reward_timeout_s=5.0,
-                      reward_workers=0, log_ratio_bound=20.0, reward="dapo", rollout_correction="none",
-                      rollout_correction_cap=2.0),
+    "rollout": dict(
+        engine="torch",
+        n=8,
+        temperature=1.0,
+        top_p=1.0,
+        max_response_length=24,
+        batch_size=512,
+        seed_per_prompt=False,
+        eval_n=4,
+        eval_temperature=1.0,
+        eval_top_p=1.0,
+        gpu_memory_utilization=None,
+        tensor_parallel_size=1,
+    ),
+    "algorithm": dict(
+        eps_low=0.2,
+        eps_high=0.28,
+        dual_clip=None,
+        train_batch_size=32,
+        gen_batch_size=48,
+        max_num_gen_batches=4,
+        dynamic_sampling=True,
+        mini_batch_size=8,
+        ppo_epochs=1,
+        max_tokens_per_micro_batch=8192,
+        share_prompts=True,
+        overlong_shaping=True,
+        overlong_buffer_len=8,
+        overlong_penalty_factor=1.0,
+        overlong_filtering=False,
+        kernel_impl="auto",
+        reward_timeout_s=5.0,
+        reward_workers=0,
+        log_ratio_bound=20.0,
+        reward="dapo",
+        rollout_correction="none",
+        rollout_correction_cap=2.0,
+    ),
     "optimizer": dict(lr=5e-4, warmup_steps=2, weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.999),
-    "distributed": dict(zero_stage=2, backend="auto", offload_optimizer=False, offload_params=False, deepspeed_config=None),
-    "run": dict(output_dir="runs/toy", steps=40, seed=0, device="auto", eval_every=0, save_every=10, keep_last=2,
-                resume="auto", log_samples_every=10, max_nonfinite_skips=3, progress=True, tensorboard=False, wandb=False,
-                wandb_project="fastdapo"),
+    "distributed": dict(
+        zero_stage=2, backend="auto", offload_optimizer=False, offload_params=False, deepspeed_config=None
+    ),
+    "run": dict(
+        output_dir="runs/toy",
+        steps=40,
+        seed=0,
+        device="auto",
+        eval_every=0,
+        save_every=10,
+        keep_last=2,
+        resume="auto",
+        log_samples_every=10,
+        max_nonfinite_skips=3,
+        progress=True,
+        tensorboard=False,
+        wandb=False,
+        wandb_project="fastdapo",
+    ),
 }
 
 # DAPO paper recipe (verl DAPO recipe): what a key missing from a real config becomes.
 PAPER = {
-    "optimizer.lr": 1e-6, "optimizer.warmup_steps": 10, "optimizer.weight_decay": 0.1, "optimizer.grad_clip": 1.0,
-    "optimizer.beta1": 0.9, "optimizer.beta2": 0.999,
-    "algorithm.train_batch_size": 512, "algorithm.mini_batch_size": 32, "algorithm.gen_batch_size": 1536,
-    "algorithm.max_num_gen_batches": 10, "algorithm.eps_low": 0.2, "algorithm.eps_high": 0.28, "algorithm.dual_clip": 3.0,
-    "algorithm.overlong_buffer_len": 4096, "algorithm.overlong_penalty_factor": 1.0, "algorithm.log_ratio_bound": 20.0,
-    "algorithm.reward": "dapo", "algorithm.dynamic_sampling": True, "algorithm.overlong_shaping": True,
-    "rollout.n": 16, "rollout.max_response_length": 20480, "rollout.temperature": 1.0, "rollout.top_p": 1.0,
-    "rollout.eval_temperature": 1.0, "rollout.eval_top_p": 0.7, "rollout.eval_n": 32, "data.max_prompt_length": 2048,
+    "optimizer.lr": 1e-6,
+    "optimizer.warmup_steps": 10,
+    "optimizer.weight_decay": 0.1,
+    "optimizer.grad_clip": 1.0,
+    "optimizer.beta1": 0.9,
+    "optimizer.beta2": 0.999,
+    "algorithm.train_batch_size": 512,
+    "algorithm.mini_batch_size": 32,
+    "algorithm.gen_batch_size": 1536,
+    "algorithm.max_num_gen_batches": 10,
+    "algorithm.eps_low": 0.2,
+    "algorithm.eps_high": 0.28,
+    "algorithm.dual_clip": 3.0,
+    "algorithm.overlong_buffer_len": 4096,
+    "algorithm.overlong_penalty_factor": 1.0,
+    "algorithm.log_ratio_bound": 20.0,
+    "algorithm.reward": "dapo",
+    "algorithm.dynamic_sampling": True,
+    "algorithm.overlong_shaping": True,
+    "rollout.n": 16,
+    "rollout.max_response_length": 20480,
+    "rollout.temperature": 1.0,
+    "rollout.top_p": 1.0,
+    "rollout.eval_temperature": 1.0,
+    "rollout.eval_top_p": 0.7,
+    "rollout.eval_n": 32,
+    "data.max_prompt_length": 2048,
 }
 
 
@@ -77,7 +156,9 @@ def test_real_config_defaults_are_not_toy_values(tmp_path):
 def test_model_path_is_required(tmp_path):
     f = tmp_path / "nopath.yaml"
     f.write_text("run: {steps: 3}\n")
-    with pytest.raises(ConfigError, match=r"^model.path is required \(a local Hugging Face model directory, or 'toy'\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^model.path is required \(a local Hugging Face model directory, or 'toy'\)$"
+    ):
         load_config(f)
 
 
@@ -88,8 +169,17 @@ def test_shipped_configs_validate(name):
 
 
 def test_overrides_are_typed():
-    c = load_config(None, ["algorithm.eps_high=0.3", "run.steps=5", "algorithm.dual_clip=3",
-                           "data.train_files=[a.parquet, b.jsonl]", "algorithm.overlong_filtering=true", "optimizer.lr=1e-3"])
+    c = load_config(
+        None,
+        [
+            "algorithm.eps_high=0.3",
+            "run.steps=5",
+            "algorithm.dual_clip=3",
+            "data.train_files=[a.parquet, b.jsonl]",
+            "algorithm.overlong_filtering=true",
+            "optimizer.lr=1e-3",
+        ],
+    )
     assert c.algorithm.eps_high == 0.3 and c.run.steps == 5 and c.algorithm.dual_clip == 3.0
     assert c.optimizer.lr == 1e-3
     assert c.data.train_files == ["a.parquet", "b.jsonl"] and c.algorithm.overlong_filtering is True

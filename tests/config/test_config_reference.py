@@ -9,6 +9,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_reference_lists_every_key_with_its_help():
     table = reference_markdown()
+
     def leaves(obj, prefix):
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)

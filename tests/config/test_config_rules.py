@@ -1,4 +1,5 @@
 """Every invalid value fails at load with one line that names the key."""
+
 import json
 
 import pytest
@@ -31,7 +32,10 @@ BAD = [
     (["model.path="], "model.path is required"),
     (["algorithm.mini_batch_size=64"], "algorithm.mini_batch_size: 64 exceeds algorithm.train_batch_size 32"),
     (["algorithm.gen_batch_size=16"], "algorithm.gen_batch_size: 16 is below algorithm.train_batch_size 32"),
-    (["algorithm.overlong_buffer_len=24"], "algorithm.overlong_buffer_len: 24 must be below rollout.max_response_length"),
+    (
+        ["algorithm.overlong_buffer_len=24"],
+        "algorithm.overlong_buffer_len: 24 must be below rollout.max_response_length",
+    ),
     (["rollout.batch_size=4"], "rollout.batch_size: 4 is below rollout.n 8"),
     (["rollout.batch_size=8", "rollout.eval_n=16"], "rollout.batch_size: 8 is below rollout.eval_n 16"),
     (["distributed.offload_params=true"], "distributed.offload_params: needs distributed.zero_stage 3"),
@@ -64,20 +68,35 @@ def test_rules_hold_without_dynamic_sampling():
 
 
 def test_toy_rules_do_not_apply_to_a_real_model():
-    cfg = load_config(None, ["model.path=/models/x", "toy.hidden_size=100", "data.train_files=[a.parquet]",
-                             "rollout.max_response_length=4096", "algorithm.overlong_buffer_len=512"])
+    cfg = load_config(
+        None,
+        [
+            "model.path=/models/x",
+            "toy.hidden_size=100",
+            "data.train_files=[a.parquet]",
+            "rollout.max_response_length=4096",
+            "algorithm.overlong_buffer_len=512",
+        ],
+    )
     assert cfg.toy.hidden_size == 100
 
 
 def test_every_rule_is_reached_by_the_table():
     # a rule nobody can trigger from a config is dead; one the table misses is untested
     messages = " ".join(b[1] for b in BAD)
-    keys = {"model_path_given": "model.path", "mini_batch_fits": "algorithm.mini_batch_size",
-            "gen_batch_covers_train_batch": "algorithm.gen_batch_size", "overlong_buffer_fits": "overlong_buffer_len",
-            "torch_engine_holds_a_group": "rollout.batch_size", "offload_needs_zero": "distributed.offload",
-            "toy_task_has_training_problems": "toy.eval_size", "toy_model_context": "rollout.max_response_length",
-            "toy_heads_shape": "toy.heads", "lora_targets_given": "model.lora.target_modules",
-            "lora_engine_syncs_merged_weights": "model.lora.rank: LoRA"}
+    keys = {
+        "model_path_given": "model.path",
+        "mini_batch_fits": "algorithm.mini_batch_size",
+        "gen_batch_covers_train_batch": "algorithm.gen_batch_size",
+        "overlong_buffer_fits": "overlong_buffer_len",
+        "torch_engine_holds_a_group": "rollout.batch_size",
+        "offload_needs_zero": "distributed.offload",
+        "toy_task_has_training_problems": "toy.eval_size",
+        "toy_model_context": "rollout.max_response_length",
+        "toy_heads_shape": "toy.heads",
+        "lora_targets_given": "model.lora.target_modules",
+        "lora_engine_syncs_merged_weights": "model.lora.rank: LoRA",
+    }
     assert {r.__name__ for r in RULES} == set(keys)
     assert all(k in messages for k in keys.values())
 

@@ -1,4 +1,5 @@
 """rollout.engine=vllm settings the installed vLLM cannot run are refused at load, in one line."""
+
 import os
 import subprocess
 import sys
@@ -20,8 +21,18 @@ def test_per_prompt_seeds_refused_on_cpu_only():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for CPU vLLM; CUDA vLLM takes per-prompt seeds")
 def test_train_refuses_per_prompt_seeds_with_one_line(tmp_path):
-    args = [sys.executable, "-m", "fastdapo.cli", "train", "--set", f"run.output_dir={tmp_path / 'run'}",
-            "--set", "rollout.engine=vllm", "--set", "rollout.seed_per_prompt=true"]
+    args = [
+        sys.executable,
+        "-m",
+        "fastdapo.cli",
+        "train",
+        "--set",
+        f"run.output_dir={tmp_path / 'run'}",
+        "--set",
+        "rollout.engine=vllm",
+        "--set",
+        "rollout.seed_per_prompt=true",
+    ]
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -1,4 +1,5 @@
 """Loading the real math sets (verl/DAPO schema) and plain {problem, answer} files."""
+
 import json
 import logging
 from pathlib import Path
@@ -12,8 +13,10 @@ from fastdapo.toy.tokenizer import build_char_tokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SETS = ["aime-2024", "amc-2023", "gsm8k-test-sample", "minerva-math-sample"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def test_real_parquet_and_jsonl_agree(name, tok):
     assert [r.index for r in recs_pq] == [row["extra_info"]["index"] for row in rows]
     assert [r.data_source for r in recs_pq] == [row["data_source"] for row in rows]
     for a, b, row in zip(recs_pq, recs_js, rows):
-        assert a.prompt == b.prompt == row["prompt"][0]["content"]   # no chat template: raw text
+        assert a.prompt == b.prompt == row["prompt"][0]["content"]  # no chat template: raw text
         assert a.prompt_ids == b.prompt_ids == tok(a.prompt)["input_ids"]
     if "minerva" in name:
         assert all("\\boxed" in r.extra["solution"] for r in recs_pq)
@@ -73,10 +76,13 @@ def test_chat_template_applied_when_present(chat_tok):
 
 
 def test_plain_problem_answer_schema(tmp_path, tok):
-    path = _write_jsonl(tmp_path / "plain.jsonl", [
-        {"problem": "What is 2+3?", "answer": "5"},
-        {"question": "What is 7*6?", "answer": 42},
-    ])
+    path = _write_jsonl(
+        tmp_path / "plain.jsonl",
+        [
+            {"problem": "What is 2+3?", "answer": "5"},
+            {"question": "What is 7*6?", "answer": 42},
+        ],
+    )
     recs, stats = load_prompts(path, tok)
     assert stats.kept == 2
     assert recs[0].prompt == apply_dapo_template("What is 2+3?")
@@ -101,7 +107,7 @@ def test_dedupe_counts_and_logs(tmp_path, tok, caplog):
         recs, stats = load_prompts(path, tok)
     assert stats.rows == 91 and stats.kept == 30
     assert stats.duplicates == 61 and stats.conflicting_duplicates == 1
-    assert recs[0].ground_truth == rows[0]["reward_model"]["ground_truth"]   # first copy kept
+    assert recs[0].ground_truth == rows[0]["reward_model"]["ground_truth"]  # first copy kept
     assert "61 duplicates removed" in caplog.text
     recs, stats = load_prompts(path, tok, dedupe=False)
     assert stats.kept == 91 and stats.duplicates == 0
@@ -123,25 +129,33 @@ def test_limit(tok):
     assert len(recs) == 5 and stats.rows == 5
 
 
-GOOD = {"data_source": "x", "prompt": [{"role": "user", "content": "q"}], "ability": "MATH",
-        "reward_model": {"ground_truth": "1", "style": "rule"}, "extra_info": {"index": 0}}
+GOOD = {
+    "data_source": "x",
+    "prompt": [{"role": "user", "content": "q"}],
+    "ability": "MATH",
+    "reward_model": {"ground_truth": "1", "style": "rule"},
+    "extra_info": {"index": 0},
+}
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({k: v for k, v in GOOD.items() if k != "reward_model"}, "reward_model.ground_truth"),
-    ({**GOOD, "reward_model": {"style": "rule"}}, "reward_model.ground_truth"),
-    ({**GOOD, "reward_model": {"ground_truth": None}}, "reward_model.ground_truth"),
-    ({**GOOD, "reward_model": {"ground_truth": ["1", "2"]}}, "reward_model.ground_truth"),
-    ({**GOOD, "reward_model": {"ground_truth": "  "}}, "reward_model.ground_truth"),
-    ({**GOOD, "reward_model": "1"}, "reward_model"),
-    ({**GOOD, "prompt": 3}, "prompt"),
-    ({**GOOD, "prompt": []}, "prompt"),
-    ({**GOOD, "prompt": [{"role": "user"}]}, "prompt[0].content"),
-    ({**GOOD, "prompt": [{"content": "q"}]}, "prompt[0].role"),
-    ({"problem": "What?"}, "answer"),
-    ({"problem": "", "answer": "1"}, "problem"),
-    ({"text": "hello"}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({k: v for k, v in GOOD.items() if k != "reward_model"}, "reward_model.ground_truth"),
+        ({**GOOD, "reward_model": {"style": "rule"}}, "reward_model.ground_truth"),
+        ({**GOOD, "reward_model": {"ground_truth": None}}, "reward_model.ground_truth"),
+        ({**GOOD, "reward_model": {"ground_truth": ["1", "2"]}}, "reward_model.ground_truth"),
+        ({**GOOD, "reward_model": {"ground_truth": "  "}}, "reward_model.ground_truth"),
+        ({**GOOD, "reward_model": "1"}, "reward_model"),
+        ({**GOOD, "prompt": 3}, "prompt"),
+        ({**GOOD, "prompt": []}, "prompt"),
+        ({**GOOD, "prompt": [{"role": "user"}]}, "prompt[0].content"),
+        ({**GOOD, "prompt": [{"content": "q"}]}, "prompt[0].role"),
+        ({"problem": "What?"}, "answer"),
+        ({"problem": "", "answer": "1"}, "problem"),
+        ({"text": "hello"}, "prompt"),
+    ],
+)
 def test_malformed_jsonl_row_named(tmp_path, tok, bad, field):
     path = _write_jsonl(tmp_path / "bad.jsonl", [GOOD, GOOD, bad])
     with pytest.raises(DatasetError) as err:
@@ -161,8 +175,9 @@ def test_invalid_json_line_named(tmp_path, tok):
 
 
 def test_malformed_parquet_row_named(tmp_path, tok):
-    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "reward_model": {"ground_truth": str(i)}}
-            for i in range(5)]
+    rows = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "reward_model": {"ground_truth": str(i)}} for i in range(5)
+    ]
     rows[3]["reward_model"] = {"ground_truth": None}
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)

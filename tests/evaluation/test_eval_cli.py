@@ -1,4 +1,5 @@
 """`fastdapo eval` end to end: tiny random Qwen2 + in-process tokenizer, real AIME fixture."""
+
 import json
 from pathlib import Path
 
@@ -18,10 +19,19 @@ def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-qwen2")
     tok = build_char_tokenizer()
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                      bos_token_id=tok.eos_token_id)
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     Qwen2ForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -35,14 +45,35 @@ def _invoke(args):
 
 def test_eval_end_to_end(model_dir, tmp_path):
     out = tmp_path / "aime.jsonl"
-    res = _invoke(["--model", str(model_dir), "--data", str(FIXTURES / "aime-2024.parquet"), "--n", "2",
-                   "--max-new-tokens", "6", "--max-prompt-length", "4096", "--batch-size", "4", "--limit", "3",
-                   "--out", str(out), "--json", "--no-progress", "--device", "cpu"])
+    res = _invoke(
+        [
+            "--model",
+            str(model_dir),
+            "--data",
+            str(FIXTURES / "aime-2024.parquet"),
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--max-prompt-length",
+            "4096",
+            "--batch-size",
+            "4",
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     summary = json.loads(res.stdout)
     assert summary["num_problems"] == 3 and summary["k"] == 2 and summary["num_samples"] == 6
     assert summary["reward"] == "dapo"  # the training default
     assert {"avg@2", "pass@2", "maj@2"} <= set(summary)
-    assert summary["avg@2"] == 0.0          # a random model does not solve AIME
+    assert summary["avg@2"] == 0.0  # a random model does not solve AIME
     assert 0 < summary["response_length/mean"] <= 6
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert [r["ground_truth"] for r in rows] == ["204", "113", "371"]
@@ -51,15 +82,30 @@ def test_eval_end_to_end(model_dir, tmp_path):
 
 def test_eval_table_output_and_default_out(model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = _invoke(["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"), "--n", "1",
-                   "--max-new-tokens", "4", "--max-prompt-length", "4096", "--limit", "2", "--device", "cpu"])
+    res = _invoke(
+        [
+            "--model",
+            str(model_dir),
+            "--data",
+            str(FIXTURES / "amc-2023.jsonl"),
+            "--n",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--max-prompt-length",
+            "4096",
+            "--limit",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert "avg@1" in res.stdout and "pass@1" in res.stdout
     assert (tmp_path / "eval-amc-2023.jsonl").exists()
 
 
 def test_eval_reports_bad_model_dir(tmp_path):
-    result = CliRunner().invoke(eval_command, ["--model", str(tmp_path), "--data",
-                                               str(FIXTURES / "aime-2024.jsonl")])
+    result = CliRunner().invoke(eval_command, ["--model", str(tmp_path), "--data", str(FIXTURES / "aime-2024.jsonl")])
     assert result.exit_code != 0 and "no config.json" in result.output
 
 
@@ -85,14 +131,21 @@ def test_eval_attached_to_cli():
     assert "eval" in main.list_commands(ctx) and main.get_command(ctx, "eval") is eval_command
 
 
-@pytest.mark.parametrize("option, value, expected", [
-    ("--temperature", "-0.5", "--temperature"), ("--temperature", "0", "--temperature"),
-    ("--top-p", "0", "--top-p"), ("--top-p", "1.5", "--top-p"), ("--reward-timeout", "0", "--reward-timeout"),
-    ("--device", "gpu", "not one of auto, cpu, cuda"),
-])
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--temperature", "-0.5", "--temperature"),
+        ("--temperature", "0", "--temperature"),
+        ("--top-p", "0", "--top-p"),
+        ("--top-p", "1.5", "--top-p"),
+        ("--reward-timeout", "0", "--reward-timeout"),
+        ("--device", "gpu", "not one of auto, cpu, cuda"),
+    ],
+)
 def test_eval_options_are_validated_like_the_config(model_dir, option, value, expected):
-    result = CliRunner().invoke(eval_command, ["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"),
-                                               option, value])
+    result = CliRunner().invoke(
+        eval_command, ["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"), option, value]
+    )
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
 
 
@@ -106,8 +159,9 @@ def test_tokenizer_without_eos_and_pad_is_one_line(model_dir, tmp_path):
     tok_cfg.update(eos_token=None, pad_token=None)
     cfg_file.write_text(json.dumps(tok_cfg))
     (broken / "special_tokens_map.json").unlink(missing_ok=True)
-    result = CliRunner().invoke(eval_command, ["--model", str(broken), "--data", str(FIXTURES / "amc-2023.jsonl"),
-                                               "--device", "cpu"])
+    result = CliRunner().invoke(
+        eval_command, ["--model", str(broken), "--data", str(FIXTURES / "amc-2023.jsonl"), "--device", "cpu"]
+    )
     assert result.exit_code == 1 and "neither an EOS nor a pad token" in result.output, result.output
     assert result.output.count("\n") == 1 and str(broken) in result.output
 

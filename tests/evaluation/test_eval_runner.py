@@ -1,4 +1,5 @@
 """evaluate() with a scripted engine: grouping, scoring, per-problem JSONL, summary."""
+
 import json
 
 import pytest
@@ -23,8 +24,15 @@ class ScriptedEngine(RolloutEngine):
             for j in range(params.n):
                 ans = self.answers[pid] if j < self.correct[pid] else "nope"
                 text = f"thinking...\nAnswer: ${ans}$"
-                out.append(Generation(prompt_index=i, prompt_ids=p, response_ids=list(range(3 + j)),
-                                      text=text, truncated=(j == params.n - 1)))
+                out.append(
+                    Generation(
+                        prompt_index=i,
+                        prompt_ids=p,
+                        response_ids=list(range(3 + j)),
+                        text=text,
+                        truncated=(j == params.n - 1),
+                    )
+                )
         if self.shuffle:
             out.reverse()
         return out
@@ -33,19 +41,28 @@ class ScriptedEngine(RolloutEngine):
 def _records():
     gts = ["12", "\\frac{1}{2}", "7", "1000"]
     srcs = ["aime24", "aime24", "amc23", "amc23"]
-    return [PromptRecord(prompt=f"p{i}", prompt_ids=[i, 99], ground_truth=g, data_source=s, index=100 + i)
-            for i, (g, s) in enumerate(zip(gts, srcs))]
+    return [
+        PromptRecord(prompt=f"p{i}", prompt_ids=[i, 99], ground_truth=g, data_source=s, index=100 + i)
+        for i, (g, s) in enumerate(zip(gts, srcs))
+    ]
 
 
 def test_evaluate_summary_and_jsonl(tmp_path):
     recs = _records()
-    answers = ["12", "0.5", "7", "1{,}000"]     # 0.5 vs \frac12 goes through math-verify
+    answers = ["12", "0.5", "7", "1{,}000"]  # 0.5 vs \frac12 goes through math-verify
     engine = ScriptedEngine(answers, correct=[4, 2, 0, 1])
     out = tmp_path / "res" / "eval.jsonl"
     # lenient verification: "0.5" matches \frac12 and "1{,}000" matches 1000 only under math_verify
-    s = evaluate(engine, recs, SamplingParams(n=4, max_new_tokens=8), out_path=out, chunk_size=3, progress=False,
-                 reward="math_verify")
-    assert engine.calls == 2                      # 4 records in chunks of 3
+    s = evaluate(
+        engine,
+        recs,
+        SamplingParams(n=4, max_new_tokens=8),
+        out_path=out,
+        chunk_size=3,
+        progress=False,
+        reward="math_verify",
+    )
+    assert engine.calls == 2  # 4 records in chunks of 3
     assert s["k"] == 4 and s["num_problems"] == 4
     assert s["avg@4"] == pytest.approx((1 + 0.5 + 0 + 0.25) / 4)
     assert s["pass@4"] == pytest.approx(3 / 4)
@@ -71,16 +88,23 @@ def test_evaluate_summary_and_jsonl(tmp_path):
 
 def test_evaluate_saves_responses_and_progress(tmp_path):
     out = tmp_path / "eval.jsonl"
-    evaluate(ScriptedEngine(["12"] * 4, [1] * 4), _records()[:1], SamplingParams(n=2), out_path=out,
-             save_responses=True, progress=True)
+    evaluate(
+        ScriptedEngine(["12"] * 4, [1] * 4),
+        _records()[:1],
+        SamplingParams(n=2),
+        out_path=out,
+        save_responses=True,
+        progress=True,
+    )
     row = json.loads(out.read_text())
     assert row["responses"][0].endswith("Answer: $12$")
 
 
 def test_evaluate_rejects_ungrouped_engine_output():
     with pytest.raises(RuntimeError, match="contiguous"):
-        evaluate(ScriptedEngine(["1"] * 4, [1] * 4, shuffle_groups=True), _records()[:2],
-                 SamplingParams(n=2), progress=False)
+        evaluate(
+            ScriptedEngine(["1"] * 4, [1] * 4, shuffle_groups=True), _records()[:2], SamplingParams(n=2), progress=False
+        )
 
 
 def test_reward_is_chosen_by_name():

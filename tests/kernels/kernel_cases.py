@@ -36,8 +36,9 @@ class Case:
     temperature: float = 1.0
 
 
-def make_case(n=24, hdim=48, vocab=1000, dtype=torch.float32, seed=0, mask_frac=0.25,
-              adv="mixed", temperature=1.0) -> Case:
+def make_case(
+    n=24, hdim=48, vocab=1000, dtype=torch.float32, seed=0, mask_frac=0.25, adv="mixed", temperature=1.0
+) -> Case:
     gen = torch.Generator().manual_seed(seed)
     hidden = torch.randn(n, hdim, generator=gen).to(dtype)
     weight = (torch.randn(vocab, hdim, generator=gen) * (2.0 / math.sqrt(hdim))).to(dtype)
@@ -71,8 +72,9 @@ def tolerances(dtype, impl):
 def run_ours(case: Case, impl: str, weight_grad=True, **kw):
     h = case.hidden.clone().requires_grad_(True)
     w = case.weight.clone().requires_grad_(weight_grad)
-    loss, stats = fused_linear_dapo_loss(h, w, case.targets, case.old, case.adv, case.mask,
-                                         temperature=case.temperature, impl=impl, **kw)
+    loss, stats = fused_linear_dapo_loss(
+        h, w, case.targets, case.old, case.adv, case.mask, temperature=case.temperature, impl=impl, **kw
+    )
     loss.backward()
     return loss, stats, h.grad, w.grad
 
@@ -80,9 +82,17 @@ def run_ours(case: Case, impl: str, weight_grad=True, **kw):
 def run_reference(case: Case, **kw):
     h = case.hidden.double().requires_grad_(True)
     w = case.weight.double().requires_grad_(True)
-    loss, stats = reference_dapo_loss(h, w, case.targets, case.old, case.adv, case.mask,
-                                      temperature=case.temperature, compute_dtype=torch.float64,
-                                      **kw)
+    loss, stats = reference_dapo_loss(
+        h,
+        w,
+        case.targets,
+        case.old,
+        case.adv,
+        case.mask,
+        temperature=case.temperature,
+        compute_dtype=torch.float64,
+        **kw,
+    )
     loss.backward()
     return loss, stats, h.grad, w.grad
 
@@ -109,8 +119,7 @@ def check_against_reference(case: Case, impl: str, weight_grad=True, check_fracs
             assert stats[key].dim() == 0
             assert abs(stats[key].item() - ref_stats[key].item()) < 1e-6, key
     assert stats["is_weight"].dtype == torch.float32 and not stats["is_weight"].requires_grad
-    torch.testing.assert_close(stats["is_weight"].double(), ref_stats["is_weight"], atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(stats["is_weight"].double(), ref_stats["is_weight"], atol=1e-5, rtol=1e-5)
     assert_grad_close(dh, ref_dh, rel, "d hidden")
     if weight_grad:
         assert_grad_close(dw, ref_dw, rel, "d weight")

@@ -12,8 +12,7 @@ from fastdapo_kernels.reference import reference_logprobs
 
 def _current_logp(case):
     with torch.no_grad():
-        lp, _, _ = reference_logprobs(case.hidden, case.weight, case.targets, case.temperature,
-                                      torch.float64)
+        lp, _, _ = reference_logprobs(case.hidden, case.weight, case.targets, case.temperature, torch.float64)
     return lp
 
 
@@ -63,10 +62,17 @@ def test_grad_coefficient_matches_autograd_with_bound_and_weights():
     adv = torch.randn(n, generator=gen, dtype=torch.float64)
     adv[::7] = 0
     mask = torch.rand(n, generator=gen) > 0.2
-    for dual, bound, mode in [(None, None, "none"), (1.6, 20.0, "none"), (3.0, 20.0, "tis"),
-                              (3.0, 20.0, "mis")]:
-        terms = token_terms(logp, old, adv, mask, ClipConfig(0.2, 0.28, dual, bound),
-                            inverse_normalizer(mask, 123.0), rollout, RolloutCorrection(mode, 2.0))
+    for dual, bound, mode in [(None, None, "none"), (1.6, 20.0, "none"), (3.0, 20.0, "tis"), (3.0, 20.0, "mis")]:
+        terms = token_terms(
+            logp,
+            old,
+            adv,
+            mask,
+            ClipConfig(0.2, 0.28, dual, bound),
+            inverse_normalizer(mask, 123.0),
+            rollout,
+            RolloutCorrection(mode, 2.0),
+        )
         x = logp.clone().requires_grad_(True)
         lr = x - old if bound is None else torch.clamp(x - old, -bound, bound)
         r = torch.exp(lr)
@@ -74,8 +80,9 @@ def test_grad_coefficient_matches_autograd_with_bound_and_weights():
         if dual is not None:
             obj = torch.where(adv < 0, torch.max(obj, dual * adv), obj)
         rho = torch.exp(old - rollout)
-        w = {"none": torch.ones_like(rho), "tis": rho.clamp(max=2.0),
-             "mis": ((rho >= 0.5) & (rho <= 2.0)).double()}[mode]
+        w = {"none": torch.ones_like(rho), "tis": rho.clamp(max=2.0), "mis": ((rho >= 0.5) & (rho <= 2.0)).double()}[
+            mode
+        ]
         loss = -(w * obj * mask).sum() / 123.0
         loss.backward()
         torch.testing.assert_close(terms.grad_logp.double(), x.grad, atol=1e-6, rtol=1e-5)

@@ -16,8 +16,7 @@ from fastdapo_kernels.reference import reference_logprobs
 def test_linear_logprobs(impl, vocab, temperature):
     case = make_case(n=19, vocab=vocab, seed=vocab)
     lp, ent = linear_logprobs(case.hidden, case.weight, case.targets, temperature, impl=impl)
-    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, temperature,
-                                            torch.float64)
+    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, temperature, torch.float64)
     assert lp.dtype == ent.dtype == torch.float32
     torch.testing.assert_close(lp.double(), ref_lp, atol=2e-5, rtol=0)
     torch.testing.assert_close(ent.double(), ref_ent, atol=2e-5, rtol=0)
@@ -27,8 +26,7 @@ def test_linear_logprobs(impl, vocab, temperature):
 def test_linear_logprobs_bf16(impl):
     case = make_case(n=9, vocab=1000, dtype=torch.bfloat16, seed=3)
     lp, ent = linear_logprobs(case.hidden, case.weight, case.targets, impl=impl)
-    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, 1.0,
-                                            torch.float64)
+    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, 1.0, torch.float64)
     tol = 0.15 if impl == "torch" else 0.03
     torch.testing.assert_close(lp.double(), ref_lp, atol=tol, rtol=0)
     torch.testing.assert_close(ent.double(), ref_ent, atol=tol, rtol=0)
@@ -43,8 +41,7 @@ def test_triton_split_not_a_tile_multiple(monkeypatch):
     case = make_case(n=21, vocab=1000, seed=5)
     case.targets[:10] = torch.arange(195, 205)  # around the first split boundary
     lp, ent = linear_logprobs(case.hidden, case.weight, case.targets, impl="triton")
-    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, 1.0,
-                                            torch.float64)
+    ref_lp, ref_ent, _ = reference_logprobs(case.hidden, case.weight, case.targets, 1.0, torch.float64)
     torch.testing.assert_close(lp.double(), ref_lp, atol=2e-5, rtol=0)
     torch.testing.assert_close(ent.double(), ref_ent, atol=2e-5, rtol=0)
 
@@ -87,8 +84,7 @@ def test_grad_coefficient_is_derivative_of_loss():
         loss = -(obj * mask).sum() / 123.0
         loss.backward()
         torch.testing.assert_close(terms.grad_logp.double(), x.grad, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(-terms.objective.sum().double() * inv.double(), loss.detach(),
-                                   atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(-terms.objective.sum().double() * inv.double(), loss.detach(), atol=1e-6, rtol=1e-5)
 
 
 def test_normalizer_validation():
@@ -133,8 +129,7 @@ def test_torch_backend_never_allocates_rows_times_vocab(monkeypatch):
     h = case.hidden.clone().requires_grad_(True)
     w = case.weight.clone().requires_grad_(True)
     with _MaxAlloc() as probe:
-        loss, _ = fused_linear_dapo_loss(h, w, case.targets, case.old, case.adv, case.mask,
-                                         impl="torch")
+        loss, _ = fused_linear_dapo_loss(h, w, case.targets, case.old, case.adv, case.mask, impl="torch")
         loss.backward()
     assert probe.largest <= max(16 * vocab, vocab * hdim, n * hdim)
     assert probe.largest < n * vocab

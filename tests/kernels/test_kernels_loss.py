@@ -45,8 +45,7 @@ def test_masked_rows_and_several_row_blocks(impl):
 def test_temperature(impl):
     case = make_case(n=16, vocab=1000, seed=4, temperature=0.6)
     (loss, *_), _ = check_against_reference(case, impl)
-    plain, _ = fused_linear_dapo_loss(case.hidden, case.weight, case.targets, case.old, case.adv,
-                                      case.mask, impl=impl)
+    plain, _ = fused_linear_dapo_loss(case.hidden, case.weight, case.targets, case.old, case.adv, case.mask, impl=impl)
     assert abs(plain.item() - loss.item()) > 1e-3
 
 
@@ -55,8 +54,9 @@ def test_explicit_normalizer(impl, as_tensor):
     case = make_case(n=16, vocab=1000, seed=5)
     norm = torch.tensor(37.5) if as_tensor else 37.5
     (loss, *_), _ = check_against_reference(case, impl, normalizer=norm)
-    default, _ = fused_linear_dapo_loss(case.hidden, case.weight, case.targets, case.old, case.adv,
-                                        case.mask, impl=impl)
+    default, _ = fused_linear_dapo_loss(
+        case.hidden, case.weight, case.targets, case.old, case.adv, case.mask, impl=impl
+    )
     torch.testing.assert_close(loss * 37.5, default * case.mask.sum().float())
 
 
@@ -104,22 +104,28 @@ def test_leading_dims_and_padding_ids(impl):
     h = case.hidden.reshape(4, 6, -1).clone().requires_grad_(True)
     targets = case.targets.clone()
     targets[~case.mask] = -100  # padding ids are fine on masked rows
-    loss, stats = fused_linear_dapo_loss(h, case.weight, targets.reshape(4, 6),
-                                         case.old.reshape(4, 6), case.adv.reshape(4, 6),
-                                         case.mask.reshape(4, 6), impl=impl)
+    loss, stats = fused_linear_dapo_loss(
+        h,
+        case.weight,
+        targets.reshape(4, 6),
+        case.old.reshape(4, 6),
+        case.adv.reshape(4, 6),
+        case.mask.reshape(4, 6),
+        impl=impl,
+    )
     loss.backward()
     assert stats["logprobs"].shape == (4, 6)
     torch.testing.assert_close(loss, flat_loss)
     torch.testing.assert_close(h.grad.reshape(24, -1), flat_dh)
-    torch.testing.assert_close(stats["logprobs"].reshape(-1)[case.mask],
-                               flat_stats["logprobs"][case.mask])
+    torch.testing.assert_close(stats["logprobs"].reshape(-1)[case.mask], flat_stats["logprobs"][case.mask])
 
 
 def test_no_grad_forward(impl):
     case = make_case(n=12, vocab=1000, seed=11)
     with torch.no_grad():
-        loss, stats = fused_linear_dapo_loss(case.hidden, case.weight, case.targets, case.old,
-                                             case.adv, case.mask, impl=impl)
+        loss, stats = fused_linear_dapo_loss(
+            case.hidden, case.weight, case.targets, case.old, case.adv, case.mask, impl=impl
+        )
     ref_loss, *_ = run_ours(case, impl)
     assert not loss.requires_grad
     torch.testing.assert_close(loss, ref_loss.detach())

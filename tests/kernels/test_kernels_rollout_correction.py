@@ -76,16 +76,15 @@ def test_on_policy_path_uses_the_detached_current_logprobs(impl):
     for old in (None, cur):
         h = case.hidden.clone().requires_grad_(True)
         w = case.weight.clone().requires_grad_(True)
-        loss, stats = fused_linear_dapo_loss(h, w, case.targets, old, case.adv, case.mask,
-                                             impl=impl, rollout_logprobs=rollout,
-                                             rollout_correction="tis")
+        loss, stats = fused_linear_dapo_loss(
+            h, w, case.targets, old, case.adv, case.mask, impl=impl, rollout_logprobs=rollout, rollout_correction="tis"
+        )
         loss.backward()
         results.append((loss.detach(), stats["is_weight"], h.grad, w.grad))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert (results[0][1] != 1).any()  # the weights do come from the current log-probs
-    check_against_reference(replace(case, old=None), impl, rollout_logprobs=rollout,
-                            rollout_correction="tis")
+    check_against_reference(replace(case, old=None), impl, rollout_logprobs=rollout, rollout_correction="tis")
 
 
 def test_mis_keeps_the_callers_normalizer(impl):
@@ -107,8 +106,8 @@ def test_validation(impl):
     with pytest.raises(ValueError, match="needs rollout_logprobs"):
         fused_linear_dapo_loss(*args, impl=impl, rollout_correction="tis")
     with pytest.raises(ValueError, match="cap"):
-        fused_linear_dapo_loss(*args, impl=impl, rollout_logprobs=rollout,
-                               rollout_correction="mis", rollout_correction_cap=1.0)
+        fused_linear_dapo_loss(
+            *args, impl=impl, rollout_logprobs=rollout, rollout_correction="mis", rollout_correction_cap=1.0
+        )
     with pytest.raises(ValueError, match="rollout_correction"):
-        fused_linear_dapo_loss(*args, impl=impl, rollout_logprobs=rollout,
-                               rollout_correction="seq")
+        fused_linear_dapo_loss(*args, impl=impl, rollout_logprobs=rollout, rollout_correction="seq")

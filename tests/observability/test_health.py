@@ -1,4 +1,5 @@
 """Learning-stalled detection and the accuracy-change noise interval."""
+
 import logging
 
 import pytest
@@ -6,8 +7,8 @@ import pytest
 from fastdapo.observability.health import LearningHealth, accuracy_change, describe_change, has_gradient_signal
 
 UPDATED = {"train/updates": 1, "train/skipped_updates": 0, "grad_norm": 0.3}
-FLAT = {"train/updates": 1, "train/skipped_updates": 0, "grad_norm": 0.0}      # zero-variance rewards
-SKIPPED = {"train/updates": 0, "train/skipped_updates": 0, "grad_norm": 0.0}   # no informative group
+FLAT = {"train/updates": 1, "train/skipped_updates": 0, "grad_norm": 0.0}  # zero-variance rewards
+SKIPPED = {"train/updates": 0, "train/skipped_updates": 0, "grad_norm": 0.0}  # no informative group
 
 
 def test_gradient_signal_needs_an_applied_update_with_a_gradient():
@@ -40,7 +41,7 @@ def test_a_step_with_signal_resets_the_count(caplog):
 def test_accuracy_change_interval():
     diff, low, high = accuracy_change(0.5, 0.6, 100)
     assert diff == pytest.approx(0.1) and low == pytest.approx(0.1 - 1.96 * (0.49 / 100) ** 0.5)
-    assert "within sampling noise" in describe_change(0.0, 0.5, 2)        # 2 prompts: anything goes
+    assert "within sampling noise" in describe_change(0.0, 0.5, 2)  # 2 prompts: anything goes
     assert "larger than sampling noise" in describe_change(0.2, 0.6, 200)
     assert "no change" in describe_change(0.0, 0.0, 2)
     assert "+50.0 points" in describe_change(0.0, 0.5, 2)

@@ -1,4 +1,5 @@
 """`fastdapo plot`: one PNG with every DAPO monitoring panel."""
+
 import json
 import math
 
@@ -7,19 +8,43 @@ from click.testing import CliRunner
 from fastdapo.cli import main
 from fastdapo.observability.plot import PANEL_TITLES, make_figure, read_metrics, series
 
-EXPECTED = ["reward/mean", "acc/mean", "eval/acc", "response_length/mean", "clip_frac", "entropy/mean",
-            "logprob/mean_prob", "clip_frac/low", "clip_frac/high", "filter/kept_groups_frac", "rollout_corr"]
+EXPECTED = [
+    "reward/mean",
+    "acc/mean",
+    "eval/acc",
+    "response_length/mean",
+    "clip_frac",
+    "entropy/mean",
+    "logprob/mean_prob",
+    "clip_frac/low",
+    "clip_frac/high",
+    "filter/kept_groups_frac",
+    "rollout_corr",
+]
 
 
 def write_run(run_dir, steps=12):
     rows = [{"step": 0, "eval/acc": 0.3}]
     for s in range(1, steps + 1):
-        rows.append({"step": s, "reward/mean": -1 + s / steps, "acc/mean": s / (2 * steps),
-                     "response_length/mean": 10 + s, "response_length/clip_frac": 0.1,
-                     "entropy/mean": 2 - s / steps, "logprob/mean_prob": 0.5 + s / (3 * steps),
-                     "clip_frac/low": 0.01, "clip_frac/high": 0.02, "filter/kept_groups_frac": 0.6,
-                     "grad_norm": None if s == 3 else 0.5, "time/step": 1.0, "rollout_corr/kl": 1e-3,
-                     "rollout_corr/logp_abs_diff_mean": 0.02, "rollout_corr/clip_frac": 0.001})
+        rows.append(
+            {
+                "step": s,
+                "reward/mean": -1 + s / steps,
+                "acc/mean": s / (2 * steps),
+                "response_length/mean": 10 + s,
+                "response_length/clip_frac": 0.1,
+                "entropy/mean": 2 - s / steps,
+                "logprob/mean_prob": 0.5 + s / (3 * steps),
+                "clip_frac/low": 0.01,
+                "clip_frac/high": 0.02,
+                "filter/kept_groups_frac": 0.6,
+                "grad_norm": None if s == 3 else 0.5,
+                "time/step": 1.0,
+                "rollout_corr/kl": 1e-3,
+                "rollout_corr/logp_abs_diff_mean": 0.02,
+                "rollout_corr/clip_frac": 0.001,
+            }
+        )
     rows[-1]["eval/acc"] = 0.5
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 13, "rew')
@@ -32,7 +57,7 @@ def titles(fig):
 
 def test_every_panel_is_drawn(tmp_path):
     write_run(tmp_path / "run")
-    rows = read_metrics(tmp_path / "run")           # the cut-off last line (a killed run) is ignored
+    rows = read_metrics(tmp_path / "run")  # the cut-off last line (a killed run) is ignored
     assert len(rows) == 13
     fig = make_figure(rows)
     got = titles(fig)

@@ -1,4 +1,5 @@
 """Sample generations in samples.jsonl, resume truncation, and the optional TensorBoard / W&B sinks."""
+
 import builtins
 import json
 from types import SimpleNamespace
@@ -15,10 +16,16 @@ from fastdapo.rollout.base import Generation
 
 
 def group(i):
-    gens = [Generation(prompt_index=0, prompt_ids=[1, 2], response_ids=[3] * (k + 1), text=f"Answer: {k}",
-                       truncated=k == 2) for k in range(3)]
-    return Group(prompt=PromptRecord(prompt=f"q{i}", prompt_ids=[1, 2], ground_truth="1"), generations=gens,
-                 scores=[-1.0, 1.0, -1.5], accs=[False, True, False])
+    gens = [
+        Generation(prompt_index=0, prompt_ids=[1, 2], response_ids=[3] * (k + 1), text=f"Answer: {k}", truncated=k == 2)
+        for k in range(3)
+    ]
+    return Group(
+        prompt=PromptRecord(prompt=f"q{i}", prompt_ids=[1, 2], ground_truth="1"),
+        generations=gens,
+        scores=[-1.0, 1.0, -1.5],
+        accs=[False, True, False],
+    )
 
 
 def test_samples_every_k_steps_and_truncated_on_resume(tmp_path):
@@ -27,7 +34,7 @@ def test_samples_every_k_steps_and_truncated_on_resume(tmp_path):
         log.write(step, [group(i) for i in range(6)])
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert sorted({r["step"] for r in rows}) == [2, 4, 6]
-    assert len([r for r in rows if r["step"] == 2]) == 4 * 3          # the first 4 groups, every response
+    assert len([r for r in rows if r["step"] == 2]) == 4 * 3  # the first 4 groups, every response
     r = rows[1]
     assert (r["prompt"], r["response"], r["reward"], r["acc"], r["ground_truth"]) == ("q0", "Answer: 1", 1.0, True, "1")
     assert rows[2]["truncated"] and rows[0]["informative"]
@@ -70,9 +77,11 @@ def test_missing_package_gives_an_install_hint(tmp_path, monkeypatch, flag, pack
 
 def test_sinks_receive_metrics_and_samples(tmp_path, monkeypatch):
     seen = []
-    fake = SimpleNamespace(metrics=lambda step, m: seen.append(("m", step, m.get("loss"))),
-                           samples=lambda step, rows: seen.append(("s", step, len(rows))),
-                           close=lambda: seen.append("c"))
+    fake = SimpleNamespace(
+        metrics=lambda step, m: seen.append(("m", step, m.get("loss"))),
+        samples=lambda step, rows: seen.append(("s", step, len(rows))),
+        close=lambda: seen.append("c"),
+    )
     monkeypatch.setattr("fastdapo.observability.runlog.build_sinks", lambda cfg, run_dir: [fake])
     cfg = load_config()
     cfg.run.log_samples_every = 1

@@ -1,4 +1,5 @@
 """The default CPU attention: per-sequence SDPA for packed rows, standard SDPA for generation."""
+
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -16,10 +17,11 @@ def test_packed_rows_isolated_and_generation_unchanged(tmp_path):
     seqs = [Sequence(torch.randint(3, 60, (n,), generator=g), torch.ones(n, dtype=torch.bool)) for n in (5, 9, 3, 7)]
     mb = make_micro_batches(seqs, 1000, attn_impl="packed_sdpa")[0]
     kwargs = mb.backbone_kwargs()
-    assert kwargs.get("attention_mask") is None            # no [T, T] mask is built
+    assert kwargs.get("attention_mask") is None  # no [T, T] mask is built
     h = packed.model(**kwargs).last_hidden_state[0]
-    ref = torch.cat([base.model(input_ids=seqs[i].input_ids[None], use_cache=False).last_hidden_state[0]
-                     for i in mb.seq_index])
+    ref = torch.cat(
+        [base.model(input_ids=seqs[i].input_ids[None], use_cache=False).last_hidden_state[0] for i in mb.seq_index]
+    )
     assert (h - ref).abs().max() < 1e-5
 
     ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])

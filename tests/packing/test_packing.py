@@ -25,8 +25,13 @@ LENGTHS = [5, 17, 3, 30, 11, 8, 1, 2, 24]
 def tiny_qwen2(attn_impl="sdpa", seed=0):
     torch.manual_seed(seed)
     cfg = transformers.Qwen2Config(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
         tie_word_embeddings=False,
     )
     cfg._attn_implementation = attn_impl
@@ -39,10 +44,14 @@ def make_seqs(lengths=LENGTHS, seed=1):
     for n in lengths:
         ids = torch.randint(0, VOCAB, (n,), generator=g)
         mask = torch.rand(n, generator=g) < 0.7
-        seqs.append(Sequence(
-            input_ids=ids, loss_mask=mask,
-            advantages=torch.randn(n, generator=g), old_logprobs=-torch.rand(n, generator=g),
-        ))
+        seqs.append(
+            Sequence(
+                input_ids=ids,
+                loss_mask=mask,
+                advantages=torch.randn(n, generator=g),
+                old_logprobs=-torch.rand(n, generator=g),
+            )
+        )
     return seqs
 
 
@@ -88,21 +97,24 @@ def test_layout_targets_masks_fields():
             s = seqs[i]
             assert torch.equal(mb.input_ids[0, lo:hi], s.input_ids)
             assert torch.equal(mb.position_ids[0, lo:hi], torch.arange(hi - lo))
-            assert torch.equal(mb.targets[lo:hi - 1], s.input_ids[1:]) and mb.targets[hi - 1] == 0
-            assert torch.equal(mb.loss_mask[lo:hi - 1], s.loss_mask[:-1]) and not mb.loss_mask[hi - 1]
+            assert torch.equal(mb.targets[lo : hi - 1], s.input_ids[1:]) and mb.targets[hi - 1] == 0
+            assert torch.equal(mb.loss_mask[lo : hi - 1], s.loss_mask[:-1]) and not mb.loss_mask[hi - 1]
             assert torch.equal(mb.advantages[lo:hi], s.advantages)
             assert torch.equal(mb.old_logprobs[lo:hi], s.old_logprobs)
 
 
 def test_block_causal_mask():
     m = block_causal_mask(torch.tensor([0, 0, 1, 1, 1]))[0, 0]
-    expected = torch.tensor([
-        [1, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0],
-        [0, 0, 1, 0, 0],
-        [0, 0, 1, 1, 0],
-        [0, 0, 1, 1, 1],
-    ], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [0, 0, 1, 0, 0],
+            [0, 0, 1, 1, 0],
+            [0, 0, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(m, expected)
 
 
@@ -269,7 +281,7 @@ def test_pad_to_multiple_of(model):
     assert all(mb.input_ids.shape[1] % 16 == 0 for mb in mbs)
     assert padding_fraction(mbs) > 0
     for mb in mbs:
-        assert not mb.loss_mask[mb.num_tokens:].any() and not mb.targets[mb.num_tokens:].any()
+        assert not mb.loss_mask[mb.num_tokens :].any() and not mb.targets[mb.num_tokens :].any()
     with torch.no_grad():
         got = scatter_back(mbs, [mb_logprobs(model, mb) for mb in mbs], len(seqs))
         for s, lp in zip(seqs, got):

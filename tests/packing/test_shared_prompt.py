@@ -21,9 +21,17 @@ def make_group_seqs(groups=GROUPS, seed=3):
         for r in rs:
             ids = torch.cat([prompt, torch.randint(0, VOCAB, (r,), generator=g)])
             mask = torch.zeros(p + r, dtype=torch.bool)
-            mask[p - 1:p + r - 1] = torch.rand(r, generator=g) < 0.8
-            seqs.append(Sequence(input_ids=ids, loss_mask=mask, prompt_len=p, group=gid,
-                                 advantages=torch.full((p + r,), adv), old_logprobs=-torch.rand(p + r, generator=g)))
+            mask[p - 1 : p + r - 1] = torch.rand(r, generator=g) < 0.8
+            seqs.append(
+                Sequence(
+                    input_ids=ids,
+                    loss_mask=mask,
+                    prompt_len=p,
+                    group=gid,
+                    advantages=torch.full((p + r,), adv),
+                    old_logprobs=-torch.rand(p + r, generator=g),
+                )
+            )
     return seqs
 
 
@@ -61,7 +69,7 @@ def test_bundles_put_each_prompt_once_and_save_its_tokens():
     by_seq = dict(zip(mb.seq_index, mb.unpack(mb.targets)))
     for i, s in enumerate(seqs):
         p = s.prompt_len
-        torch.testing.assert_close(by_seq[i][p - 1:-1], s.input_ids[p:])
+        torch.testing.assert_close(by_seq[i][p - 1 : -1], s.input_ids[p:])
         torch.testing.assert_close(mb.unpack(mb.loss_mask.long())[mb.seq_index.index(i)].bool(), s.loss_mask)
     # position ids continue from the prompt for every response
     pos = mb.position_ids[0].tolist()
@@ -113,8 +121,8 @@ def test_shared_matches_unshared_logprobs(shared_models, impl):
         for s, lp in zip(seqs, got):
             want = alone_logprobs(ref, s)
             p = s.prompt_len
-            torch.testing.assert_close(lp[p - 1:-1], want[p - 1:-1], atol=1e-5, rtol=0)
-            assert bool((lp[:p - 1] == 0).all()) and float(lp[-1]) == 0.0
+            torch.testing.assert_close(lp[p - 1 : -1], want[p - 1 : -1], atol=1e-5, rtol=0)
+            assert bool((lp[: p - 1] == 0).all()) and float(lp[-1]) == 0.0
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "packed_sdpa"])
@@ -209,7 +217,8 @@ def test_batched_and_looped_shared_attention_agree_with_the_mask(batched):
     got = shared_prompt_attention(q, k, v, SharedPromptLayout(bundles), batched=batched)
     mask = shared_prompt_mask(bundle_ids, branch_ids)
     want = torch.nn.functional.scaled_dot_product_attention(
-        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask)
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask
+    )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     w = torch.randn(want.shape, generator=g)
     ga = torch.autograd.grad((got * w).sum(), (q, k, v))
@@ -280,5 +289,6 @@ def test_packer_is_chosen_from_the_attention_and_reports_per_step_totals():
     assert len(mbs) == plan.count + 2 and sorted(i for mb in mbs for i in mb.seq_index) == list(range(len(seqs)))
     real = sum(mb.num_tokens for mb in first + mbs)
     assert stats.real == real and stats.plain == sum(len(s) for s in seqs[:4] + seqs)
-    assert stats.metrics(stats.slots, stats.real, stats.plain)["packing/shared_prompt_saving"] == \
-        pytest.approx(1 - real / stats.plain)
+    assert stats.metrics(stats.slots, stats.real, stats.plain)["packing/shared_prompt_saving"] == pytest.approx(
+        1 - real / stats.plain
+    )

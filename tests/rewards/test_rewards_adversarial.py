@@ -1,10 +1,12 @@
 """The math_verify reward returns within its time limit on hostile input and never raises."""
+
 import time
 
 import pytest
 
 from fastdapo.rewards import warmup
-from fastdapo.rewards.math_reward import math_verify_reward, score_batch_math_verify as score_batch
+from fastdapo.rewards.math_reward import math_verify_reward
+from fastdapo.rewards.math_reward import score_batch_math_verify as score_batch
 from fastdapo.rewards.verifier import get_pool
 
 LIMIT = 1.0
@@ -17,10 +19,10 @@ ADVERSARIAL = [
     "Answer: (10^{10^{10}})!",
 ]
 CHEAP = [
-    "Answer: " + "1" * 1_000_000,                          # megabyte number
-    "x" * 3_000_000 + "\nAnswer: 5",                       # megabyte response
-    "\\boxed{" * 100_000,                                  # unbalanced, repeated
-    "Answer: " + "\\frac{" * 400 + "1" + "}{2}" * 400,     # deeply nested LaTeX
+    "Answer: " + "1" * 1_000_000,  # megabyte number
+    "x" * 3_000_000 + "\nAnswer: 5",  # megabyte response
+    "\\boxed{" * 100_000,  # unbalanced, repeated
+    "Answer: " + "\\frac{" * 400 + "1" + "}{2}" * 400,  # deeply nested LaTeX
     "Answer: " + "(" * 5000 + "1" + ")" * 5000,
     "Answer: " + "1+" * 200_000 + "1",
     "Answer: 10**10**10",
@@ -42,8 +44,12 @@ def test_returns_within_limit(response):
 
 
 def test_batch_with_adversarial_items_is_bounded_and_still_correct():
-    responses = ["Answer: 0.5", "Answer: 2^{2^{2^{2^{2^{2^{2}}}}}} - 7", "Answer: \\frac{2}{4}",
-                 "Answer: 9^{9^{9^{9^{8}}}}"]
+    responses = [
+        "Answer: 0.5",
+        "Answer: 2^{2^{2^{2^{2^{2^{2}}}}}} - 7",
+        "Answer: \\frac{2}{4}",
+        "Answer: 9^{9^{9^{9^{8}}}}",
+    ]
     t0 = time.monotonic()
     res = score_batch(responses, ["\\frac{1}{2}"] * 4, num_workers=2, timeout_s=LIMIT)
     # two overruns on two workers in parallel, plus the quick items

@@ -1,4 +1,5 @@
 """The default toy run's warm start ships with the package, so a first run skips the supervised stage."""
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,10 @@ def test_default_toy_run_uses_the_shipped_warm_start(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(path)
     c = model.config
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (
-        cfg.toy.hidden_size, cfg.toy.layers, cfg.toy.heads)
+        cfg.toy.hidden_size,
+        cfg.toy.layers,
+        cfg.toy.heads,
+    )
 
 
 def test_other_toy_settings_do_not_reuse_the_shipped_weights(tmp_path):

@@ -13,7 +13,7 @@ def test_char_tokenizer_roundtrips_through_save_and_load():
     assert len(ids) == len(text) and tok.decode(ids) == text
     with tempfile.TemporaryDirectory() as d:
         tok.save_pretrained(d)
-        again = load_tokenizer(d)      # AutoTokenizer would swap in another class and drop spaces
+        again = load_tokenizer(d)  # AutoTokenizer would swap in another class and drop spaces
         assert again(text, add_special_tokens=False)["input_ids"] == ids
         assert again.padding_side == "left" and again.eos_token_id == tok.eos_token_id
 

@@ -1,5 +1,6 @@
 """LoRA runs end to end through the CLI: ZeRO-2 and ZeRO-3 train only the adapters, a resumed run ends exactly
 where an uninterrupted one does, and the export loads in PEFT and in transformers with the same logits."""
+
 import json
 import os
 import shutil
@@ -17,20 +18,44 @@ LORA = {"model.lora.rank": 4, "model.lora.alpha": 8, "optimizer.lr": 1e-2}
 
 
 def overrides(cache: Path, run_dir: Path, steps: int, **extra) -> list[str]:
-    sets = {"toy.sft_steps": 20, "toy.hidden_size": 32, "toy.cache_dir": cache, "toy.eval_size": 2,
-            "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16, "algorithm.overlong_buffer_len": 2,
-            "algorithm.train_batch_size": 2, "algorithm.gen_batch_size": 2, "algorithm.mini_batch_size": 1,
-            "algorithm.dynamic_sampling": "false", "run.steps": steps, "run.save_every": 1, "run.keep_last": 10,
-            "run.progress": "false", "run.output_dir": run_dir, **LORA, **extra}
+    sets = {
+        "toy.sft_steps": 20,
+        "toy.hidden_size": 32,
+        "toy.cache_dir": cache,
+        "toy.eval_size": 2,
+        "rollout.eval_n": 2,
+        "rollout.n": 8,
+        "rollout.max_response_length": 16,
+        "algorithm.overlong_buffer_len": 2,
+        "algorithm.train_batch_size": 2,
+        "algorithm.gen_batch_size": 2,
+        "algorithm.mini_batch_size": 1,
+        "algorithm.dynamic_sampling": "false",
+        "run.steps": steps,
+        "run.save_every": 1,
+        "run.keep_last": 10,
+        "run.progress": "false",
+        "run.output_dir": run_dir,
+        **LORA,
+        **extra,
+    }
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
 
 
 def train(cache: Path, run_dir: Path, steps: int, **extra) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK",
-                                                             "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
+    }
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, "-m", "fastdapo.cli", "train", *overrides(cache, run_dir, steps, **extra)],
-                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", "train", *overrides(cache, run_dir, steps, **extra)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return " ".join(proc.stderr.split())
 

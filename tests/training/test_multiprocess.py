@@ -1,4 +1,5 @@
 """Data-parallel DAPO through the real DeepSpeed launcher on CPU (gloo)."""
+
 import json
 import os
 import signal
@@ -11,11 +12,24 @@ from pathlib import Path
 import pytest
 
 TINY = {
-    "toy.hidden_size": 32, "toy.layers": 1, "toy.heads": 2, "toy.sft_steps": 30,
-    "toy.eval_size": 16, "rollout.n": 4, "rollout.max_response_length": 12, "rollout.eval_n": 1,
-    "algorithm.overlong_buffer_len": 4, "algorithm.train_batch_size": 4, "algorithm.gen_batch_size": 4,
-    "algorithm.mini_batch_size": 2, "algorithm.dynamic_sampling": "false", "algorithm.max_tokens_per_micro_batch": 64,
-    "rollout.seed_per_prompt": "true", "run.steps": 3, "run.progress": "false", "run.save_every": 3,
+    "toy.hidden_size": 32,
+    "toy.layers": 1,
+    "toy.heads": 2,
+    "toy.sft_steps": 30,
+    "toy.eval_size": 16,
+    "rollout.n": 4,
+    "rollout.max_response_length": 12,
+    "rollout.eval_n": 1,
+    "algorithm.overlong_buffer_len": 4,
+    "algorithm.train_batch_size": 4,
+    "algorithm.gen_batch_size": 4,
+    "algorithm.mini_batch_size": 2,
+    "algorithm.dynamic_sampling": "false",
+    "algorithm.max_tokens_per_micro_batch": 64,
+    "rollout.seed_per_prompt": "true",
+    "run.steps": 3,
+    "run.progress": "false",
+    "run.save_every": 3,
 }
 COMPARED = ("loss", "grad_norm", "reward/mean", "acc/mean", "entropy/mean", "clip_frac/low", "clip_frac/high")
 
@@ -36,8 +50,9 @@ def env():
 
 
 def cli(*a, timeout=400):
-    return subprocess.run([sys.executable, "-m", "fastdapo.cli", *a], capture_output=True, text=True, env=env(),
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", *a], capture_output=True, text=True, env=env(), timeout=timeout
+    )
 
 
 def metrics(run: Path):
@@ -84,8 +99,14 @@ def single(tmp_path_factory):
 def test_two_processes_reproduce_one(single, stage):
     root, cache, ref, ref_weights = single
     out = root / f"two-z{stage}"
-    proc = cli("launch", "--num-procs", "2", "--master-port", str(free_port()),
-               *args(out, cache, **{"distributed.zero_stage": stage}))
+    proc = cli(
+        "launch",
+        "--num-procs",
+        "2",
+        "--master-port",
+        str(free_port()),
+        *args(out, cache, **{"distributed.zero_stage": stage}),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     got = metrics(out)
     assert len(got) == TINY["run.steps"] and any(m["loss"] != 0 for m in got)
@@ -97,10 +118,16 @@ def test_simulated_two_node_run(single):
     root, cache, ref, _ = single
     out, port = root / "two-node", free_port()
     common = ["--nnodes", "2", "--num-procs", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
-    nodes = [subprocess.Popen([sys.executable, "-m", "fastdapo.cli", "launch", *common, "--node-rank", str(r),
-                               *args(out, cache)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
-             for r in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fastdapo.cli", "launch", *common, "--node-rank", str(r), *args(out, cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env(),
+        )
+        for r in (0, 1)
+    ]
     logs = [p.communicate(timeout=400)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     assert_same_trajectory(metrics(out), ref)
@@ -123,9 +150,23 @@ def _rank_pid(marker: str, rank: int):
 def test_dead_rank_stops_the_job_with_a_clear_error(single):
     root, cache, _, _ = single
     out = root / "dead"
-    launcher = subprocess.Popen([sys.executable, "-m", "fastdapo.cli", "launch", "--num-procs", "2", "--master-port",
-                                 str(free_port()), *args(out, cache, **{"run.steps": 200})],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastdapo.cli",
+            "launch",
+            "--num-procs",
+            "2",
+            "--master-port",
+            str(free_port()),
+            *args(out, cache, **{"run.steps": 200}),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
     try:
         deadline = time.time() + 300
         while not ((out / "metrics.jsonl").exists() and metrics(out)) and time.time() < deadline:

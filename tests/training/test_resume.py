@@ -1,6 +1,7 @@
 """End to end, through the CLI in subprocesses: a run killed and resumed ends exactly where an
 uninterrupted one does; SIGTERM leaves a usable checkpoint and a clean exit; a damaged checkpoint is
 skipped for the previous one; a run directory exports / evaluates as a Hugging Face model."""
+
 import json
 import os
 import shutil
@@ -20,21 +21,52 @@ TIMEOUT = 300
 
 
 def tiny_overrides(cache: Path, steps: int = STEPS, save_every: int = 1) -> list[str]:
-    sets = {"toy.sft_steps": 20, "toy.hidden_size": 32, "toy.cache_dir": cache,
-            "toy.eval_size": 2, "rollout.eval_n": 2, "rollout.n": 8, "rollout.max_response_length": 16,
-            "algorithm.overlong_buffer_len": 2, "algorithm.train_batch_size": 2, "algorithm.gen_batch_size": 2,
-            "algorithm.mini_batch_size": 1, "algorithm.dynamic_sampling": "false", "run.steps": steps,
-            "run.save_every": save_every, "run.keep_last": 10, "run.log_samples_every": 2, "run.progress": "false"}
+    sets = {
+        "toy.sft_steps": 20,
+        "toy.hidden_size": 32,
+        "toy.cache_dir": cache,
+        "toy.eval_size": 2,
+        "rollout.eval_n": 2,
+        "rollout.n": 8,
+        "rollout.max_response_length": 16,
+        "algorithm.overlong_buffer_len": 2,
+        "algorithm.train_batch_size": 2,
+        "algorithm.gen_batch_size": 2,
+        "algorithm.mini_batch_size": 1,
+        "algorithm.dynamic_sampling": "false",
+        "run.steps": steps,
+        "run.save_every": save_every,
+        "run.keep_last": 10,
+        "run.log_samples_every": 2,
+        "run.progress": "false",
+    }
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
 
 
 def train_cmd(run_dir: Path, cache: Path, *extra: str, steps: int = STEPS, save_every: int = 1) -> list[str]:
-    return [sys.executable, "-m", "fastdapo.cli", "train", *tiny_overrides(cache, steps, save_every),
-            "--set", f"run.output_dir={run_dir}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fastdapo.cli",
+        "train",
+        *tiny_overrides(cache, steps, save_every),
+        "--set",
+        f"run.output_dir={run_dir}",
+        *extra,
+    ]
 
 
-_DIST_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "CROSS_RANK",
-              "CROSS_SIZE", "GROUP_RANK"}
+_DIST_VARS = {
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "CROSS_RANK",
+    "CROSS_SIZE",
+    "GROUP_RANK",
+}
 
 
 def env() -> dict:
@@ -127,10 +159,11 @@ def resumed(tmp_path_factory, cache, reference):
 def test_sigkill_and_resume_matches_the_uninterrupted_run(reference, resumed):
     run_dir, log = resumed
     assert resumed_from(log) == C.step_dir_name(2)
-    assert steps_logged(run_dir) == list(range(STEPS + 1))        # step 3, logged before the kill, is not duplicated
-    assert metrics(run_dir) == metrics(reference)                 # every step, including those after the kill
-    assert_same_weights(run_dir / "checkpoints" / C.step_dir_name(STEPS),
-                        reference / "checkpoints" / C.step_dir_name(STEPS))
+    assert steps_logged(run_dir) == list(range(STEPS + 1))  # step 3, logged before the kill, is not duplicated
+    assert metrics(run_dir) == metrics(reference)  # every step, including those after the kill
+    assert_same_weights(
+        run_dir / "checkpoints" / C.step_dir_name(STEPS), reference / "checkpoints" / C.step_dir_name(STEPS)
+    )
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert sorted({s["step"] for s in samples}) == [2, 4]
     assert samples == [json.loads(line) for line in (reference / "samples.jsonl").read_text().splitlines()]
@@ -142,12 +175,12 @@ def test_truncated_checkpoint_is_skipped_for_the_previous_one(tmp_path, cache, r
     newest = run_dir / "checkpoints" / C.step_dir_name(STEPS)
     optim = next((newest / "engine").glob("*optim_states.pt"))
     optim.write_bytes(optim.read_bytes()[: optim.stat().st_size // 2])
-    (newest.parent / C.step_dir_name(STEPS - 1)).mkdir()          # a checkpoint dir left without manifest
+    (newest.parent / C.step_dir_name(STEPS - 1)).mkdir()  # a checkpoint dir left without manifest
     log = run(train_cmd(run_dir, cache, "--resume", "auto", save_every=2))
     assert "unusable" in log and "truncated" in log and "no manifest.json" in log
     assert resumed_from(log) == C.step_dir_name(2)
     assert metrics(run_dir) == metrics(reference)
-    assert C.problem(newest) is None                              # step STEPS was written again, whole
+    assert C.problem(newest) is None  # step STEPS was written again, whole
     assert_same_weights(newest, reference / "checkpoints" / C.step_dir_name(STEPS))
 
 
@@ -173,7 +206,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path, cache, reference):
     ckpt = C.resolve(run_dir)
     step = C.read_manifest(ckpt)["step"]
     assert 1 <= step <= STEPS, "the run went on too long after SIGTERM"
-    assert steps_logged(run_dir)[-1] == step                      # metrics and checkpoint agree
+    assert steps_logged(run_dir)[-1] == step  # metrics and checkpoint agree
     assert_same_weights(ckpt, reference / "checkpoints" / C.step_dir_name(step))
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
     export_checkpoint(run_dir, tmp_path / "hf")
@@ -202,8 +235,9 @@ def test_step_abandoned_on_sigterm_is_replayed_exactly(tmp_path, cache, referenc
     checkpointed with the state from before the dropped one, and the resumed run redoes it exactly."""
     run_dir = tmp_path / "run"
     args = tiny_overrides(cache, STEPS, save_every=100) + ["--set", f"run.output_dir={run_dir}"]
-    proc = subprocess.run([sys.executable, "-c", ABANDON_DRIVER, *args], env=env(), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-c", ABANDON_DRIVER, *args], env=env(), capture_output=True, text=True, timeout=TIMEOUT
+    )
     log = unwrap(proc.stderr)
     assert proc.returncode == 0 and "stopped_by SIGTERM" in proc.stdout, log[-4000:]
     assert "step 2 abandoned before its update" in log

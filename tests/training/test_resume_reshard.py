@@ -2,6 +2,7 @@
 CLI: the step counter, data position, optimizer and LR schedule carry over, and with per-prompt sampling seeds
 the resumed run ends where an uninterrupted one-process run does (weights to 1e-5, metrics to rel 1e-4, the
 tolerances test_multiprocess uses for 1 vs 2 processes)."""
+
 import hashlib
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def trainer_state(ckpt: Path) -> dict:
 
 
 def digests(ckpt: Path) -> dict:
-    return {str(f.relative_to(ckpt)): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(ckpt.rglob("*")) if f.is_file() and "universal" not in f.parts}
+    return {
+        str(f.relative_to(ckpt)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(ckpt.rglob("*"))
+        if f.is_file() and "universal" not in f.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +67,13 @@ def check_resumed(proc, out: Path, ref: Path, source: Path, before: dict) -> Non
     log = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resumed from {source} (step 2)" in log and "universal checkpoint" in log
-    assert digests(source) == before                                  # the original files are untouched
+    assert digests(source) == before  # the original files are untouched
     assert (source / "universal" / C.ENGINE_TAG / "zero").is_dir()
     got, want = metrics(out), metrics(ref)
-    assert [m["step"] for m in got] == list(range(1, STEPS + 1))      # 1-2 kept, 3 after the resume
+    assert [m["step"] for m in got] == list(range(1, STEPS + 1))  # 1-2 kept, 3 after the resume
     assert_same_trajectory(got, want)
     end, ref_end = checkpoint(out, STEPS), checkpoint(ref, STEPS)
-    assert trainer_state(end) == trainer_state(ref_end)              # step counter, data position, shuffles
+    assert trainer_state(end) == trainer_state(ref_end)  # step counter, data position, shuffles
     ours, theirs = engine_state(end), engine_state(ref_end)
     assert ours["global_steps"] == theirs["global_steps"] == UPDATES  # the optimizer's step count
     assert ours["lr_scheduler"]["last_epoch"] == theirs["lr_scheduler"]["last_epoch"] == UPDATES

@@ -1,5 +1,6 @@
 """A later run never destroys an earlier one, and a finished run always leaves exportable weights:
 through the CLI in subprocesses, with the tiny settings of test_resume."""
+
 import json
 import subprocess
 from pathlib import Path
@@ -29,28 +30,41 @@ def tree(run_dir: Path) -> dict[str, bytes]:
     return {str(f.relative_to(run_dir)): f.read_bytes() for f in sorted(run_dir.rglob("*")) if f.is_file()}
 
 
-@pytest.mark.parametrize("world, resume, expected", [
-    (2, "auto", "cannot resume from"),            # saved by 2 processes, resumed by 1
-    (1, "never", "run.resume=never, but"),
-])
+@pytest.mark.parametrize(
+    "world, resume, expected",
+    [
+        (2, "auto", "cannot resume from"),  # saved by 2 processes, resumed by 1
+        (1, "never", "run.resume=never, but"),
+    ],
+)
 def test_a_refused_run_writes_nothing(tmp_path, world, resume, expected):
     run_dir = tmp_path / "run"
     before = earlier_run(run_dir, world)
-    proc = subprocess.run(train_cmd(run_dir, tmp_path / "cache", "--resume", resume, steps=5), env=env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        train_cmd(run_dir, tmp_path / "cache", "--resume", resume, steps=5),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and expected in last, proc.stderr[-2000:]
-    assert tree(run_dir) == before                 # config.yaml, metrics, samples and the checkpoint untouched
+    assert tree(run_dir) == before  # config.yaml, metrics, samples and the checkpoint untouched
 
 
 def test_save_every_0_still_leaves_the_final_weights(tmp_path):
     from fastdapo.export import export_checkpoint
 
     run_dir = tmp_path / "run"
-    proc = subprocess.run(train_cmd(run_dir, tmp_path / "cache", steps=1, save_every=0), env=env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        train_cmd(run_dir, tmp_path / "cache", steps=1, save_every=0),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, unwrap(proc.stderr)[-3000:]
     assert [s for s, _ in C.list_checkpoints(run_dir / "checkpoints")] == [1]
     assert steps_logged(run_dir) == [0, 1]
