@@ -49,6 +49,22 @@ def to_generations(outputs, prompts: list[list[int]], index_offset: int = 0) -> 
     return gens
 
 
+def _dist_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _destroy_vllm_groups_only() -> None:
+    """vLLM's teardown minus destroying torch's default process group, which belongs to the trainer."""
+    from vllm.distributed import parallel_state as ps
+
+    if ps._WORLD:
+        ps._WORLD.destroy()
+    ps._WORLD = None
+    ps._NODE_COUNT = None
+
+
 def _world() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -97,6 +113,7 @@ class VLLMEngine(RolloutEngine):
         self.gather_context = gather_context or contextlib.nullcontext
         self.weight_chunk_bytes = weight_chunk_bytes
         rank, world = _world()
+        self._joined_group = world > 1 or _dist_initialized()  # a process group that is not vLLM's to destroy
         if world > 1:  # each rank's engine is one data-parallel replica of vLLM's, in the trainer's process group
             llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
             llm_kwargs.setdefault("data_parallel_size", world // tensor_parallel_size)
@@ -148,9 +165,19 @@ class VLLMEngine(RolloutEngine):
         """Frees the engine's memory (KV cache included) now, so another engine can be built in this process."""
         import gc
 
+        from vllm.distributed import parallel_state as ps
+
         llm = self.__dict__.pop("llm", None)
         if llm is not None:
-            llm.llm_engine.engine_core.shutdown()
+            # vLLM's shutdown destroys torch's default process group; one it joined (the trainer's, DeepSpeed's)
+            # must outlive the engine, with every subgroup made from it
+            original = ps.destroy_distributed_environment
+            if self._joined_group:
+                ps.destroy_distributed_environment = _destroy_vllm_groups_only
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            finally:
+                ps.destroy_distributed_environment = original
             del llm
             gc.collect()
 
