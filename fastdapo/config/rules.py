@@ -123,13 +123,6 @@ def lora_targets_given(c: Config):
         return "model.lora.target_modules: empty; name the modules to adapt, or all-linear"
 
 
-@rule
-def lora_engine_syncs_merged_weights(c: Config):
-    # vLLM loads plain checkpoint names; its update stream does not merge the adapters yet
-    if c.model.lora.rank > 0 and c.rollout.engine == "vllm":
-        return "model.lora.rank: LoRA runs roll out with rollout.engine torch or hf (vllm not yet)"
-
-
 def check_rules(cfg: Config) -> list[str]:
     """Every violated rule, in declaration order."""
     return [msg for msg in (r(cfg) for r in RULES) if msg]

@@ -1,4 +1,5 @@
 """Rollout engine contract: prompts in, grouped generations out."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,11 +19,11 @@ class SamplingParams:
 
 @dataclass
 class Generation:
-    prompt_index: int          # index into the prompt list given to generate()
+    prompt_index: int  # index into the prompt list given to generate()
     prompt_ids: list[int]
-    response_ids: list[int]    # includes the EOS token when one was produced
-    text: str                  # decoded response, special tokens removed
-    truncated: bool            # stopped by max_new_tokens, not by EOS
+    response_ids: list[int]  # includes the EOS token when one was produced
+    text: str  # decoded response, special tokens removed
+    truncated: bool  # stopped by max_new_tokens, not by EOS
     # Per response token, log-prob of the sampled token under the distribution it was drawn from
     # (logits / temperature, renormalised over the top-p nucleus); None when the engine did not record them.
     logprobs: list[float] | None = None
@@ -50,13 +51,14 @@ def left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Te
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     att = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        att[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        att[row, width - len(p) :] = 1
     return ids, att
 
 
-def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int],
-                  row_logprobs: list[float] | None = None) -> Generation:
+def to_generation(
+    tokenizer, idx: int, prompt: list[int], row: list[int], row_logprobs: list[float] | None = None
+) -> Generation:
     """A sampled row (pad after EOS) -> Generation: the response ends at the first EOS, included."""
     eos = tokenizer.eos_token_id
     if eos in row:
@@ -64,18 +66,22 @@ def to_generation(tokenizer, idx: int, prompt: list[int], row: list[int],
     else:
         resp, truncated = row, True
     text = tokenizer.decode(resp, skip_special_tokens=True)
-    lp = None if row_logprobs is None else row_logprobs[:len(resp)]
-    return Generation(prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated,
-                      logprobs=lp)
+    lp = None if row_logprobs is None else row_logprobs[: len(resp)]
+    return Generation(
+        prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated, logprobs=lp
+    )
 
 
 class RolloutEngine(ABC):
     """Generates `n` samples per prompt; samples of one prompt are contiguous in the output."""
 
     @abstractmethod
-    def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 seeds: list[int] | None = None) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Generation]:
         """`seeds` (one per prompt) makes each group's samples independent of batching and world size."""
 
-    def update_weights(self, model: torch.nn.Module) -> None:  # noqa: B027 - a no-op default, not abstract
-        """Push the trainer's current weights into the engine (no-op when it shares them)."""
+    def update_weights(self, model: torch.nn.Module, weights=None) -> None:  # noqa: B027 - a no-op default
+        """Push the trainer's current weights into the engine (no-op when it shares them). ``weights``, when
+        given, is a callable returning the (name, tensor) stream to send instead of the model's own
+        parameters, e.g. LoRA adapters merged into the base weights under the base model's names."""

@@ -1,4 +1,5 @@
 """Rollouts with Hugging Face `generate`: the engine that runs everywhere (CPU included)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -52,9 +53,14 @@ class HFEngine(RolloutEngine):
     def _gen_config(self, params: SamplingParams) -> GenerationConfig:
         # Temperature and top-p are passed as explicit processors (see _processors), so none come from here.
         return GenerationConfig(
-            do_sample=params.temperature > 0, temperature=None, top_p=None, top_k=None,
-            max_new_tokens=params.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id)
+            do_sample=params.temperature > 0,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
 
     @staticmethod
     def _processors(params: SamplingParams) -> tuple[LogitsProcessorList, LogprobRecorder]:
@@ -69,8 +75,9 @@ class HFEngine(RolloutEngine):
         return procs, rec
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 seeds: list[int] | None = None) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Generation]:
         if seeds is not None:  # one seeded call per prompt: reproducible whatever else is generated
             out = []
             for i, (p, seed) in enumerate(zip(prompts, seeds)):
@@ -84,12 +91,16 @@ class HFEngine(RolloutEngine):
         out: list[Generation] = []
         with generation_mode(self.model, self.gather_context):
             for start in range(0, len(jobs), self.batch_size):
-                chunk = jobs[start:start + self.batch_size]
+                chunk = jobs[start : start + self.batch_size]
                 ids, att = left_pad([p for _, p in chunk], self.tokenizer.pad_token_id)
                 procs, rec = self._processors(params)
-                seqs = self.model.generate(input_ids=ids.to(device), attention_mask=att.to(device),
-                                           generation_config=gen_cfg, logits_processor=procs)
+                seqs = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=att.to(device),
+                    generation_config=gen_cfg,
+                    logits_processor=procs,
+                )
                 lps = rec.finish(seqs).tolist()
-                for (idx, p), row, lp in zip(chunk, seqs[:, ids.shape[1]:].tolist(), lps):
+                for (idx, p), row, lp in zip(chunk, seqs[:, ids.shape[1] :].tolist(), lps):
                     out.append(to_generation(self.tokenizer, idx, p, row, lp))
         return out

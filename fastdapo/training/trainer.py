@@ -16,6 +16,7 @@ import torch
 
 from fastdapo.actor.actor import Actor
 from fastdapo.actor.ds_engine import build_ds_engine
+from fastdapo.actor.lora import merged_named_weights
 from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 from fastdapo.actor.probe import check_fidelity
 from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
@@ -67,6 +68,7 @@ def train(cfg: Config) -> dict:
             engine, ws.model, packer, [p.prompt_ids for p in ws.train[:8]], cfg.rollout.temperature, ws.model_dir
         )
     rollout = build_rollout_engine(cfg, ws, engine)
+    sync = merged_named_weights if cfg.model.lora.rank else None  # an engine's copy gets the adapters merged
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
     components = {
@@ -79,7 +81,7 @@ def train(cfg: Config) -> dict:
     ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
     start = ckpt.resume(resume_from)  # weights, optimizer, LR schedule, prompt stream, every RNG
     if ckpt.resumed_from:
-        rollout.update_weights(ws.model)  # an engine with its own copy (vLLM) samples from the restored weights
+        rollout.update_weights(ws.model, sync)  # an engine with its own copy (vLLM) samples from the restored weights
     if D.is_main():  # the run is known to proceed: only now are the earlier run's files replaced
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -144,7 +146,7 @@ def train(cfg: Config) -> dict:
             with timer("train"):
                 upd = actor.update(seqs, seq_uids, plans)
             # 8. weight sync (free for the HF engine, which shares the actor's parameters)
-            rollout.update_weights(ws.model)
+            rollout.update_weights(ws.model, sync)
 
             step_time = time.perf_counter() - t0
             tokens = D.all_reduce(

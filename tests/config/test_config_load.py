@@ -17,6 +17,7 @@ OLD_TOY_RUN = {
         attn_implementation="auto",
         use_liger="auto",
         gradient_checkpointing=False,
+        check_fidelity=True,
         lora=dict(rank=0, alpha=16.0, dropout=0.0, target_modules=["all-linear"]),
     ),
     "toy": dict(

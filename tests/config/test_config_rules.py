@@ -49,7 +49,6 @@ BAD = [
     (["model.lora.alpha=0"], "model.lora.alpha: 0.0 is out of range; allowed (0, inf]"),
     (["model.lora.dropout=1"], "model.lora.dropout: 1.0 is out of range; allowed [0, 1)"),
     (["model.lora.rank=8", "model.lora.target_modules=[]"], "model.lora.target_modules: empty"),
-    (["model.lora.rank=8", "rollout.engine=vllm"], "model.lora.rank: LoRA runs roll out with rollout.engine torch"),
 ]
 
 
@@ -95,7 +94,6 @@ def test_every_rule_is_reached_by_the_table():
         "toy_model_context": "rollout.max_response_length",
         "toy_heads_shape": "toy.heads",
         "lora_targets_given": "model.lora.target_modules",
-        "lora_engine_syncs_merged_weights": "model.lora.rank: LoRA",
     }
     assert {r.__name__ for r in RULES} == set(keys)
     assert all(k in messages for k in keys.values())

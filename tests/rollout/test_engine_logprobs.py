@@ -1,5 +1,6 @@
 """Every engine's Generation.logprobs are the sampled tokens' log-probs under the distribution it sampled
 from: log_softmax(top_p(logits / T)), not the T = 1 log-probs (the temperature pitfall)."""
+
 import pytest
 import torch
 
@@ -22,7 +23,8 @@ def test_logprobs_follow_sampling_distribution(setup, name, temperature, top_p):
     tok, model, prompts = setup
     torch.manual_seed(0)
     gens = build_engine(name, model=model, tokenizer=tok).generate(
-        prompts, SamplingParams(n=3, temperature=temperature, top_p=top_p, max_new_tokens=6))
+        prompts, SamplingParams(n=3, temperature=temperature, top_p=top_p, max_new_tokens=6)
+    )
     assert all(len(g.logprobs) == len(g.response_ids) for g in gens)
     assert max_logprob_gap(model, gens, temperature, top_p) <= 1e-4
     assert max_logprob_gap(model, gens, 1.0) > 1e-2  # T = 1 log-probs are not what was sampled from
@@ -32,5 +34,6 @@ def test_logprobs_follow_sampling_distribution(setup, name, temperature, top_p):
 def test_greedy_logprobs_are_the_model_distribution(setup, name):
     tok, model, prompts = setup
     gens = build_engine(name, model=model, tokenizer=tok).generate(
-        prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=5))
+        prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=5)
+    )
     assert max_logprob_gap(model, gens, 1.0) <= 1e-4

@@ -57,8 +57,9 @@ def test_grouping_prompt_index_eos_and_truncation(tok, eos_model, seeded):
     ps = prompts(tok, TEXTS)
     torch.manual_seed(0)
     eos_model.train()
-    gens = engine.generate(ps, SamplingParams(n=4, temperature=1.0, max_new_tokens=6),
-                           seeds=[5, 6, 7, 8, 9] if seeded else None)
+    gens = engine.generate(
+        ps, SamplingParams(n=4, temperature=1.0, max_new_tokens=6), seeds=[5, 6, 7, 8, 9] if seeded else None
+    )
     assert eos_model.training  # mode restored
     assert [g.prompt_index for g in gens] == [i for i in range(len(ps)) for _ in range(4)]
     eos = tok.eos_token_id
@@ -122,8 +123,8 @@ def test_seeded_generation_reproducible_and_independent_of_batch_composition(tok
     torch.manual_seed(123)  # the global RNG must not matter
     assert [g.response_ids for g in engine.generate(ps, params, seeds=seeds)] == together
     for i in range(len(ps)):
-        alone = engine.generate(ps[i:i + 1], params, seeds=seeds[i:i + 1])
-        assert [g.response_ids for g in alone] == together[3 * i:3 * i + 3]
+        alone = engine.generate(ps[i : i + 1], params, seeds=seeds[i : i + 1])
+        assert [g.response_ids for g in alone] == together[3 * i : 3 * i + 3]
         assert all(g.prompt_index == 0 for g in alone)
     other = [g.response_ids for g in engine.generate(ps, params, seeds=[s + 100 for s in seeds])]
     assert other != together
@@ -138,8 +139,10 @@ def test_seeded_sampling_matches_seeded_hf_engine_token_for_token(tok, eos_model
     params = SamplingParams(n=4, temperature=0.9, top_p=0.8, max_new_tokens=10)
     seeds = [3, 1, 4, 1, 5]
     want = [g.response_ids for g in HFEngine(eos_model, tok).generate(ps, params, seeds=seeds)]
-    got = [g.response_ids for g in build_engine("torch", model=eos_model, tokenizer=tok, batch_size=8)
-           .generate(ps, params, seeds=seeds)]
+    got = [
+        g.response_ids
+        for g in build_engine("torch", model=eos_model, tokenizer=tok, batch_size=8).generate(ps, params, seeds=seeds)
+    ]
     assert got == want
 
 
@@ -157,8 +160,9 @@ def test_first_token_distribution_matches_softmax(tok, model, temperature, seeds
     with torch.no_grad():
         logits = model(torch.tensor([p])).logits[0, -1].double()
     want = (logits / temperature).softmax(-1)
-    freqs = _first_token_freqs(engine, p, SamplingParams(n=10000, temperature=temperature, max_new_tokens=1),
-                               seeds, len(tok))
+    freqs = _first_token_freqs(
+        engine, p, SamplingParams(n=10000, temperature=temperature, max_new_tokens=1), seeds, len(tok)
+    )
     assert 0.5 * (freqs - want).abs().sum() < 0.05
     # Power check: T=1 vs T=0.7 differ by far more than the tolerance on this model.
     assert 0.5 * (logits.softmax(-1) - (logits / 0.7).softmax(-1)).abs().sum() > 0.15
@@ -170,8 +174,9 @@ def test_top_p_samples_only_the_nucleus_with_renormalized_probabilities(tok, mod
     with torch.no_grad():
         logits = model(torch.tensor([p])).logits[0, -1:].double()
     nucleus = TopPLogitsWarper(0.5)(None, TemperatureLogitsWarper(0.8)(None, logits))[0].softmax(-1)
-    freqs = _first_token_freqs(engine, p, SamplingParams(n=10000, temperature=0.8, top_p=0.5, max_new_tokens=1),
-                               None, len(tok))
+    freqs = _first_token_freqs(
+        engine, p, SamplingParams(n=10000, temperature=0.8, top_p=0.5, max_new_tokens=1), None, len(tok)
+    )
     assert 1 < int((nucleus > 0).sum()) < len(tok) // 2
     assert set(freqs.nonzero().flatten().tolist()) == set(nucleus.nonzero().flatten().tolist())
     assert 0.5 * (freqs - nucleus).abs().sum() < 0.05
@@ -185,13 +190,16 @@ def test_every_sampled_token_is_in_the_recomputed_nucleus(tok, eos_model, seeded
     ps = prompts(tok, TEXTS)
     torch.manual_seed(1)
     temp, top_p = 0.8, 0.6
-    gens = engine.generate(ps, SamplingParams(n=4, temperature=temp, top_p=top_p, max_new_tokens=10),
-                           seeds=[1, 2, 3, 4, 5] if seeded else None)
+    gens = engine.generate(
+        ps,
+        SamplingParams(n=4, temperature=temp, top_p=top_p, max_new_tokens=10),
+        seeds=[1, 2, 3, 4, 5] if seeded else None,
+    )
     steps = 0
     for g in gens:
         with torch.no_grad():
             logits = eos_model(torch.tensor([g.prompt_ids + g.response_ids])).logits[0].double()
-        logits = logits[len(g.prompt_ids) - 1:-1]  # the distribution each response token was drawn from
+        logits = logits[len(g.prompt_ids) - 1 : -1]  # the distribution each response token was drawn from
         kept = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temp)(None, logits))
         chosen = kept.log_softmax(-1).gather(1, torch.tensor(g.response_ids)[:, None])
         assert torch.isfinite(chosen).all(), (g.prompt_index, g.response_ids)

@@ -1,4 +1,5 @@
 """The vLLM adapter's pieces that need no vLLM: install hint, output conversion, startup-error translation."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -27,8 +28,10 @@ def test_request_outputs_become_grouped_generations():
         lps = [{t: SimpleNamespace(logprob=-0.5 * k)} for k, t in enumerate(ids)]
         return SimpleNamespace(token_ids=ids, text=text, finish_reason=reason, logprobs=lps)
 
-    outputs = [SimpleNamespace(outputs=[comp([5, 1], "a", "stop"), comp([6, 7, 8], "bcd", "length")]),
-               SimpleNamespace(outputs=[comp([9, 1], "z", "stop"), comp([2, 1], "y", "stop")])]
+    outputs = [
+        SimpleNamespace(outputs=[comp([5, 1], "a", "stop"), comp([6, 7, 8], "bcd", "length")]),
+        SimpleNamespace(outputs=[comp([9, 1], "z", "stop"), comp([2, 1], "y", "stop")]),
+    ]
     gens = vllm_engine.to_generations(outputs, [[1, 2], [3]])
     assert [g.prompt_index for g in gens] == [0, 0, 1, 1]
     assert [g.truncated for g in gens] == [False, True, False, False]
@@ -36,12 +39,20 @@ def test_request_outputs_become_grouped_generations():
     assert gens[1].logprobs == [0.0, -0.5, -1.0]
 
 
-@pytest.mark.parametrize("message,expected", [
-    ("Model architectures ['FooForCausalLM'] are not supported for now. Supported architectures: [...]",
-     r"^model.path m: vLLM cannot run architecture \['FooForCausalLM'\]"),
-    ("To serve at least one request with the models's max seq len (64), (0.1 GiB KV cache is needed, which is "
-     "larger than the available KV cache memory (0.0 GiB)", r"^rollout.gpu_memory_utilization 0.01: too little memory"),
-])
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        (
+            "Model architectures ['FooForCausalLM'] are not supported for now. Supported architectures: [...]",
+            r"^model.path m: vLLM cannot run architecture \['FooForCausalLM'\]",
+        ),
+        (
+            "To serve at least one request with the models's max seq len (64), (0.1 GiB KV cache is needed, which is "
+            "larger than the available KV cache memory (0.0 GiB)",
+            r"^rollout.gpu_memory_utilization 0.01: too little memory",
+        ),
+    ],
+)
 def test_startup_errors_become_one_line(message, expected):
     err = vllm_engine.explain_startup_error(ValueError(message), "m", 0.01, 64)
     assert err is not None and "\n" not in str(err)

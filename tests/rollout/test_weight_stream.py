@@ -1,4 +1,5 @@
 """The weight stream names every checkpoint tensor (tied head included) and keeps its pieces bounded."""
+
 import torch
 
 from fastdapo.rollout.weight_stream import named_weights, param_groups

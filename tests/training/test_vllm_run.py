@@ -1,5 +1,6 @@
 """`fastdapo train` with rollout.engine=vllm: a seeded run is reproducible, evaluation included; with two
 processes each rank's engine follows the actor's updates."""
+
 import json
 import os
 import socket
@@ -11,11 +12,25 @@ import pytest
 pytest.importorskip("vllm")
 
 # head size 32: the smallest vLLM's CPU attention runs
-TINY = {"toy.hidden_size": 64, "toy.layers": 1, "toy.heads": 2, "toy.sft_steps": 30, "toy.eval_size": 8,
-        "rollout.engine": "vllm", "rollout.n": 4, "rollout.max_response_length": 12, "rollout.eval_n": 2,
-        "algorithm.overlong_buffer_len": 4, "algorithm.train_batch_size": 4, "algorithm.gen_batch_size": 4,
-        "algorithm.mini_batch_size": 2, "algorithm.dynamic_sampling": "false", "run.steps": 2,
-        "run.progress": "false", "run.save_every": 0}
+TINY = {
+    "toy.hidden_size": 64,
+    "toy.layers": 1,
+    "toy.heads": 2,
+    "toy.sft_steps": 30,
+    "toy.eval_size": 8,
+    "rollout.engine": "vllm",
+    "rollout.n": 4,
+    "rollout.max_response_length": 12,
+    "rollout.eval_n": 2,
+    "algorithm.overlong_buffer_len": 4,
+    "algorithm.train_batch_size": 4,
+    "algorithm.gen_batch_size": 4,
+    "algorithm.mini_batch_size": 2,
+    "algorithm.dynamic_sampling": "false",
+    "run.steps": 2,
+    "run.progress": "false",
+    "run.save_every": 0,
+}
 
 
 def free_port() -> int:
@@ -29,8 +44,9 @@ def run(root, name: str, procs: int = 1, **extra) -> list[dict]:
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = ["train"] if procs == 1 else ["launch", "--num-procs", str(procs), "--master-port", str(free_port())]
-    proc = subprocess.run([sys.executable, "-m", "fastdapo.cli", *cmd, *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastdapo.cli", *cmd, *args], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]
     # wall-clock timings differ between any two runs; everything else must not
@@ -66,3 +82,12 @@ def test_resumed_run_samples_from_the_restored_weights(first):
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     # the engine was built from the initial weights; step 3 must sample from the trained ones
     assert rows[3]["rollout_corr/logp_abs_diff_max"] <= 1e-4
+
+
+def test_lora_run_syncs_merged_adapters_into_vllm(first):
+    """The engine samples from base + adapters: after the first update its log-probs still equal the actor's."""
+    rows = run(first[0], "lora", **{"model.lora.rank": 8, "model.lora.alpha": 16, "optimizer.lr": 0.01})
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert rows[1]["loss"] != rows[2]["loss"]
+    # step 2's rollouts come from the weights synced after step 1's update (adapters non-zero by then)
+    assert rows[2]["rollout_corr/logp_abs_diff_max"] < 1e-4, rows[2]
