@@ -26,21 +26,26 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def progress_bar(label: str, enabled: bool) -> Progress:
+    """A bar with count, elapsed time, ETA and a free-text `info` field, on the log's console."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
 class StepProgress:
     def __init__(self, total: int, start: int = 0, enabled: bool = True):
         self.enabled = enabled and D.is_main()
-        self._progress = Progress(
-            TextColumn("[bold]DAPO[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            disable=not self.enabled,
-            transient=False,
-        )
+        self._progress = progress_bar("DAPO", self.enabled)
         self._task = self._progress.add_task("train", total=total, completed=start, info="")
 
     def __enter__(self):

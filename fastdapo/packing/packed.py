@@ -192,6 +192,16 @@ def _device(seqs: list[Sequence]) -> torch.device:
     return seqs[0].input_ids.device if seqs else torch.device("cpu")
 
 
+def _prepare(seqs: list[Sequence], max_tokens: int, num_micro_batches, attn_impl: str, plan):
+    """Checks shared by both layouts, then (plan, per-token field dtypes, device)."""
+    if attn_impl not in ATTN_IMPLS:
+        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+    _validate(seqs)
+    if plan is None:
+        plan = plan_micro_batches([len(s) for s in seqs], max_tokens, num_micro_batches)
+    return plan, _field_dtypes(seqs), _device(seqs)
+
+
 def make_micro_batches(
     seqs: list[Sequence],
     max_tokens: int,
@@ -212,12 +222,7 @@ def make_micro_batches(
     (padding forms its own attention block and is never scored). ``plan`` (from :func:`plan_micro_batches`)
     skips the planning.
     """
-    if attn_impl not in ATTN_IMPLS:
-        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
-    _validate(seqs)
-    if plan is None:
-        plan = plan_micro_batches([len(s) for s in seqs], max_tokens, num_micro_batches)
-    dtypes, device = _field_dtypes(seqs), _device(seqs)
+    plan, dtypes, device = _prepare(seqs, max_tokens, num_micro_batches, attn_impl, plan)
     return [_pack(seqs, p, attn_impl, pad_to_multiple_of, pad_token_id, dtypes, device) for p in plan]
 
 
@@ -233,12 +238,7 @@ def make_padded_micro_batches(
     """Baseline layout: the same sequence-to-micro-batch plan as :func:`make_micro_batches` (or ``plan``),
     but each micro-batch is a ``[B, Lmax]`` batch of right-padded rows with a 2-D padding mask.
     ``targets``, ``loss_mask`` and ``fields`` are flattened to ``[B * Lmax]``."""
-    if attn_impl not in ATTN_IMPLS:
-        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
-    _validate(seqs)
-    if plan is None:
-        plan = plan_micro_batches([len(s) for s in seqs], max_tokens, num_micro_batches)
-    dtypes, device = _field_dtypes(seqs), _device(seqs)
+    plan, dtypes, device = _prepare(seqs, max_tokens, num_micro_batches, attn_impl, plan)
     out = []
     for index in plan:
         chosen = [seqs[i] for i in index]

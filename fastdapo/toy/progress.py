@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from fastdapo.observability.progress import console
+from fastdapo.observability.progress import progress_bar
 from fastdapo.runtime import distributed as D
 
 
 class WarmStartProgress:
     def __init__(self, total: int, enabled: bool = True):
-        self._progress = Progress(
-            TextColumn("[bold]warm start[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            disable=not (enabled and D.is_main()),
-            transient=False,
-        )
+        self._progress = progress_bar("warm start", enabled and D.is_main())
         self._task = self._progress.add_task("sft", total=total, info="")
         self._loss: float | None = None
 
