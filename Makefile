@@ -56,7 +56,7 @@ bench-e2e: $(STAMP)
 	$(VENV)/bin/fastdapo bench e2e
 
 gpu-check:  ## on a CUDA machine, no install needed: kernels, acceptance benchmark, toy steps (<= 8 min)
-	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) bench/gpu_check.py $(ARGS)
+	$(PYTHON) bench/gpu_check.py $(ARGS)
 
 toy-weights: $(STAMP)  ## rebuild the shipped warm start of the default toy run (fastdapo/toy/warm-start)
 	rm -rf fastdapo/toy/warm-start .cache/toy-weights

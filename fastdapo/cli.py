@@ -36,12 +36,12 @@ COMMANDS = {
     "plot": "fastdapo.observability.plot:plot_command",
 }
 BENCH_COMMANDS = {
-    "e2e": "bench.e2e:e2e_command",
-    "kernels": "bench.kernels:kernels_command",
-    "lora": "bench.lora:lora_command",
-    "packing": "bench.packing:packing_command",
-    "reward-fidelity": "bench.reward_fidelity:reward_fidelity_command",
-    "rollout": "bench.rollout:rollout_command",
+    "e2e": "fastdapo_bench.e2e:e2e_command",
+    "kernels": "fastdapo_bench.kernels:kernels_command",
+    "lora": "fastdapo_bench.lora:lora_command",
+    "packing": "fastdapo_bench.packing:packing_command",
+    "reward-fidelity": "fastdapo_bench.reward_fidelity:reward_fidelity_command",
+    "rollout": "fastdapo_bench.rollout:rollout_command",
 }
 
 

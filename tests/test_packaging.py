@@ -1,5 +1,6 @@
-"""The package list in pyproject.toml is written by hand (the kernels import under another name than
-their folder): every package folder must be in it, or an installed copy would miss that package."""
+"""The package list in pyproject.toml is written by hand (kernels/ and bench/ hold their packages one folder
+down): every package folder must be in it, or an installed copy would miss that package; and no folder in
+the repository root may be importable under a name an installed package could own."""
 
 from pathlib import Path
 
@@ -20,7 +21,15 @@ def test_every_package_folder_is_listed():
         str(p.parent.relative_to(ROOT))
         for top in ("fastdapo", "bench", "kernels")
         for p in (ROOT / top).rglob("*.py")
-        if "__pycache__" not in p.parts
+        if "__pycache__" not in p.parts and p != ROOT / "bench" / "gpu_check.py"  # a script, run by path
     }
     assert found <= dirs, sorted(found - dirs)
-    assert setup["package-dir"]["fastdapo_kernels"] == "kernels" and "kernels" not in listed
+    assert setup["package-dir"]["fastdapo_kernels"] == "kernels/fastdapo_kernels" and "kernels" not in listed
+    assert setup["package-dir"]["fastdapo_bench"] == "bench/fastdapo_bench" and "bench" not in listed
+
+
+def test_no_root_folder_is_a_regular_package_but_fastdapo():
+    """A regular package in the root (a folder with __init__.py) wins over an installed one of that name for any
+    Python started here; `kernels` is Hugging Face's (transformers imports it), `bench` and `tests` are common."""
+    regular = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
+    assert regular == ["fastdapo"], regular

@@ -14,7 +14,8 @@ from fastdapo.config.preflight import preflight_errors
 from fastdapo.config.rules import check_rules
 from fastdapo.config.schema import Config
 
-TOY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "toy.yaml"
+# In a checkout this links to configs/toy.yaml; a wheel carries it as a file (package data).
+TOY_CONFIG = Path(__file__).resolve().parents[1] / "toy" / "toy.yaml"
 
 
 class ConfigError(ValueError):

@@ -29,10 +29,11 @@ def _given(tree: dict, key: str) -> bool:
 def _label(path: str | Path | None) -> str:
     if path:
         return str(path)
+    real = TOY_CONFIG.resolve()
     try:
-        return str(TOY_CONFIG.relative_to(Path.cwd()))
+        return str(real.relative_to(Path.cwd()))
     except ValueError:
-        return str(TOY_CONFIG.relative_to(TOY_CONFIG.parents[1]))
+        return "configs/toy.yaml" if real.parent.name == "configs" else "built-in toy.yaml"
 
 
 def config_sources(cfg: Config, path: str | Path | None, overrides: list[str]) -> list[tuple[str, object, str]]:

@@ -6,9 +6,9 @@ import csv
 import pytest
 from click.testing import CliRunner
 
-from bench.e2e import e2e_command, summarize
-from bench.e2e_fastdapo import fastdapo_overrides
-from bench.e2e_trl import grpo_config_kwargs
+from fastdapo_bench.e2e import e2e_command, summarize
+from fastdapo_bench.e2e_fastdapo import fastdapo_overrides
+from fastdapo_bench.e2e_trl import grpo_config_kwargs
 
 SPEC = {
     "prompts": 3,
@@ -28,7 +28,7 @@ SPEC = {
 
 def test_trl_config_matches_shape(tmp_path):
     pytest.importorskip("trl")
-    from bench.e2e_trl import build_grpo_config
+    from fastdapo_bench.e2e_trl import build_grpo_config
 
     args = build_grpo_config(SPEC, str(tmp_path))
     assert args.loss_type == "dapo" and args.num_generations == 2 and args.max_completion_length == 4

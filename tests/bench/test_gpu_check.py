@@ -44,10 +44,10 @@ def test_cpu_twin_runs_every_part(tmp_path):
 def test_failing_part_is_reported_and_the_rest_still_run(tmp_path):
     """A part that raises is recorded with its error; later parts run and the exit code is 1."""
     code = (
-        "import sys, bench.gpu_check_kernels as k\n"
+        "import sys, fastdapo_bench.gpu_check_kernels as k\n"
         "def boom(*a, **kw): raise ValueError('injected failure')\n"
         "k.run_kernel_check = boom\n"
-        "from bench.gpu_check import main\n"
+        "from fastdapo_bench.gpu_check import main\n"
         f"sys.exit(main(['--cpu', '--parts', 'ac', '--out', {str(tmp_path)!r}]))\n"
     )
     env = dict(

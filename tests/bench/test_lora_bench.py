@@ -1,4 +1,4 @@
-from bench.lora import markdown, measure
+from fastdapo_bench.lora import markdown, measure
 
 
 def test_lora_bench_counts_adapters_and_their_optimizer_state():

@@ -1,4 +1,4 @@
-from bench.packing import run_packing_bench
+from fastdapo_bench.packing import run_packing_bench
 
 
 def test_packing_bench_layouts_compute_what_they_claim():

@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from bench.reward_fidelity import DEFAULT_SETS, reference_decision, renderings, reward_fidelity_command
+from fastdapo_bench.reward_fidelity import DEFAULT_SETS, reference_decision, renderings, reward_fidelity_command
 
 
 def test_default_sets_are_the_fixtures():

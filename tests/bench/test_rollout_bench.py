@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from bench.rollout import MODELS, rollout_command
+from fastdapo_bench.rollout import MODELS, rollout_command
 
 
 def test_rollout_bench_rows(tmp_path):

@@ -6,7 +6,7 @@ the bugs that ``dapo`` fixes included) and by every reward in ``REWARD_FUNCTIONS
 set and per rendering kind: how often the reference accepts, and each reward's agreement with it;
 the rows where a reward disagrees are grouped by kind (``--show-diffs``, ``--json``).
 
-    python -m bench.reward_fidelity [SET_FILE ...] [--json OUT] [--show-diffs]
+    python -m fastdapo_bench.reward_fidelity [SET_FILE ...] [--json OUT] [--show-diffs]
 
 Set files are .parquet or .jsonl in the verl schema; the default is the small copies in
 tests/fixtures.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-_FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 DEFAULT_SETS = [_FIXTURES / f"{n}.jsonl" for n in ("aime-2024", "amc-2023", "gsm8k-test-sample", "minerva-math-sample")]
 _INT_RE = re.compile(r"-?\d+")
 _WORK = "We check the result once more by substituting it back; every condition holds. " * 6

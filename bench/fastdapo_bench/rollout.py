@@ -32,7 +32,7 @@ def _model_dir(name: str, work: Path) -> Path:
     from fastdapo.toy.tokenizer import build_char_tokenizer
 
     if MODELS[name] is None:
-        from bench.e2e import default_model_dir
+        from fastdapo_bench.e2e import default_model_dir
 
         return default_model_dir()
     hidden, layers, heads = MODELS[name]

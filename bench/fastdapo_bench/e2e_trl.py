@@ -1,6 +1,6 @@
 """TRL side of the end-to-end benchmark: ``GRPOTrainer`` with ``loss_type="dapo"`` on the shared spec.
 
-Started in its own process by ``bench.e2e``: ``python -m bench.e2e_trl SPEC.json RESULT.json``.
+Started in its own process by ``fastdapo_bench.e2e``: ``python -m fastdapo_bench.e2e_trl SPEC.json RESULT.json``.
 Per-step wall time is taken by a callback between ``on_step_begin`` and ``on_step_end`` (generation,
 reward, advantages, forward/backward and the optimizer step; TRL's logging comes after and is not
 counted). Generation + reward is also timed on its own by wrapping the trainer's batch builder.
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.e2e import apply_threads, read_spec, toy_prompt_rows, write_result
+from fastdapo_bench.e2e import apply_threads, read_spec, toy_prompt_rows, write_result
 
 
 def grpo_config_kwargs(spec: dict, output_dir: str) -> dict:

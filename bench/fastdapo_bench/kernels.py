@@ -1,6 +1,6 @@
 """Benchmark of the fused linear DAPO loss against full-logits and peer implementations.
 
-    python -m bench.kernels --preset cpu --providers naive,torch,liger
+    python -m fastdapo_bench.kernels --preset cpu --providers naive,torch,liger
     fastdapo bench kernels --preset gpu --dtype bfloat16
 
 Providers: naive (full logits, PyTorch), compile (torch.compile of naive), liger

@@ -1,6 +1,6 @@
 """fastdapo side of the end-to-end benchmark: ``fastdapo.training.trainer.train`` on the shared spec.
 
-Started in its own process by ``bench.e2e``: ``python -m bench.e2e_fastdapo SPEC.json RESULT.json``.
+Started in its own process by ``fastdapo_bench.e2e``: ``python -m fastdapo_bench.e2e_fastdapo SPEC.json RESULT.json``.
 Step times are the trainer's own ``time/step`` (rollout, reward, old log-probs, update, weight sync;
 evaluation, metrics and checkpoints are outside it), read back from RUN_DIR/metrics.jsonl.
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.e2e import apply_threads, read_spec, write_result
+from fastdapo_bench.e2e import apply_threads, read_spec, write_result
 
 STAGES = ("time/rollout", "time/reward", "time/old_logprobs", "time/train")
 

@@ -1,6 +1,6 @@
 """GPU check part (b): fused-loss benchmark at the acceptance shape and the four acceptance verdicts.
 
-Measuring reuses bench.kernel_measure / kernel_shapes / kernel_providers.  Extra memory of a step =
+Measuring reuses fastdapo_bench.kernel_measure / kernel_shapes / kernel_providers.  Extra memory of a step =
 peak allocated during one forward+backward above what was allocated before it (the inputs), minus
 the dH and dW buffers every provider must return.  The practical FLOP/s limit is a plain matmul
 chain of the same 6*N*H*V FLOPs (logits, dH, dW) measured in the same run.

@@ -12,7 +12,7 @@ Each framework runs in its own subprocess with the same thread count (``OMP_NUM_
 ``torch.set_num_threads``); the first step of each is a warm-up and is not counted. A step is
 rollout + reward + advantages + (fastdapo: old log-probs) + forward/backward + optimizer step.
 
-Run: ``python -m bench.e2e`` or ``fastdapo bench e2e``; writes ``e2e.csv``, ``e2e.md`` and
+Run: ``python -m fastdapo_bench.e2e`` or ``fastdapo bench e2e``; writes ``e2e.csv``, ``e2e.md`` and
 ``e2e_steps.csv`` to ``--out``.
 """
 
@@ -32,12 +32,11 @@ import click
 
 __all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_model_dir"]
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("fastdapo", "trl")
 _RANK_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-# ---- helpers shared with the worker processes (bench.e2e_fastdapo, bench.e2e_trl) ----
+# ---- helpers shared with the worker processes (fastdapo_bench.e2e_fastdapo, fastdapo_bench.e2e_trl) ----
 
 
 def apply_threads(threads: int) -> None:
@@ -92,15 +91,14 @@ def _run_worker(framework: str, spec: dict, timeout_s: float | None) -> dict:
         "MKL_NUM_THREADS": threads,
         "DS_ACCELERATOR": "cpu",
         "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-        ),
+        # the workers import exactly what this process imports (a checkout, an editable or a wheel install)
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
     log_path = work / f"{framework}.log"
     with log_path.open("w") as log:
         proc = subprocess.run(
-            [sys.executable, "-m", f"bench.e2e_{framework}", str(spec_path), str(result_path)],
-            cwd=ROOT,
+            [sys.executable, "-m", f"fastdapo_bench.e2e_{framework}", str(spec_path), str(result_path)],
+            cwd=work,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ several times between runs. Throughput is real (unpadded) tokens per second of t
 ``--repeats`` timed passes, after one warm-up micro-batch per layout; layouts are interleaved so that
 load from other processes affects them alike.
 
-Run: ``python -m bench.packing`` or ``fastdapo bench packing``; writes ``packing.csv`` to ``--out-dir``.
+Run: ``python -m fastdapo_bench.packing`` or ``fastdapo bench packing``; writes ``packing.csv`` to ``--out-dir``.
 """
 
 from __future__ import annotations

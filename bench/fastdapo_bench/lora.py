@@ -13,7 +13,7 @@ updates on the same synthetic batch (``--seqs`` sequences of 16 prompt + 48 resp
 Models: ``toy`` (the toy run's shape: width 128, 2 layers, its character vocabulary; random init) and
 ``30m`` (width 512, 8 layers, vocabulary 16384: ~27M parameters, random init).
 
-Run: ``python -m bench.lora`` or ``fastdapo bench lora``; writes ``lora.csv`` to ``--out-dir``.
+Run: ``python -m fastdapo_bench.lora`` or ``fastdapo bench lora``; writes ``lora.csv`` to ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def run_lora_bench(models=("toy", "30m"), rank: int = 16, steps: int = 3, seqs: 
                 capture_output=True,
                 text=True,
                 env=env,
-                cwd=Path(__file__).resolve().parents[1],
+                cwd=Path(__file__).resolve().parents[2],
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"bench lora {model} rank {r} failed:\n{proc.stderr[-3000:]}")
