@@ -3,10 +3,8 @@ DeepSpeed on the CPU accelerator, quiet tokenizers, few threads, and (without CU
 through the interpreter — Triton fixes interpretation when a function is decorated, so this must
 precede every import of the kernels package."""
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -17,11 +15,13 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# The kernels/ folder installs as `fastdapo_kernels`; without an install (a bare checkout), alias it here.
-if importlib.util.find_spec("fastdapo_kernels") is None:
-    _kernels = Path(__file__).resolve().parents[1] / "kernels"
-    _spec = importlib.util.spec_from_file_location(
-        "fastdapo_kernels", _kernels / "__init__.py", submodule_search_locations=[str(_kernels)]
-    )
-    sys.modules["fastdapo_kernels"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["fastdapo_kernels"])
+# Every process of the suite, this one and those it starts (launcher ranks included), runs under NCCL's device
+# rule, emulated: a collective fastdapo calls with a tensor it did not place on the group's device raises.
+_NCCL_RULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime", "nccl_rule")
+os.environ["FASTDAPO_NCCL_RULE"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_NCCL_RULE, os.environ.get("PYTHONPATH")) if p)
+sys.path.insert(0, _NCCL_RULE)
+
+from emulated_nccl import install  # noqa: E402
+
+install()

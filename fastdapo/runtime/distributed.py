@@ -1,4 +1,12 @@
-"""Process-group setup and the few collectives the trainer needs (no-ops on one process)."""
+"""Process-group setup and the few collectives the trainer needs (no-ops on one process).
+
+Every collective fastdapo issues goes through this module, and every tensor it hands to one is placed by
+`to_comm`, on `comm_device()`: the device the default process group serves. That is the CPU for gloo and
+this rank's GPU for NCCL, which refuses CPU tensors ("No backend type associated with device type cpu").
+The world group stays plain NCCL on GPUs, rather than a mixed `cpu:gloo,cuda:nccl` group, because
+DeepSpeed and vLLM's external launcher build their own groups from the world's backend and expect it.
+Object collectives and barriers need the rank's GPU to be the current device, which `init_distributed` sets.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +57,24 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_s: int
         os.environ.pop("MASTER_ADDR", None)
 
 
+def comm_device() -> torch.device:
+    """The device whose tensors the default group carries: the CPU where it serves the CPU, else the rank's
+    accelerator (asked of the group itself, so a mixed group such as `cpu:gloo,cuda:nccl` keeps the CPU)."""
+    if not dist.is_initialized():
+        return torch.device("cpu")
+    served = [torch.device(d).type for d in getattr(dist.group.WORLD, "_device_types", [])]
+    if not served:  # torch without the query: NCCL is the one backend here that serves no CPU tensors
+        served = ["cuda"] if dist.get_backend() == "nccl" else ["cpu"]
+    if "cpu" in served:
+        return torch.device("cpu")
+    return torch.device(served[0], int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def to_comm(t: torch.Tensor) -> torch.Tensor:
+    """The one place that puts a collective's tensor where the process group can carry it."""
+    return t.to(comm_device())
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -61,12 +87,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def all_reduce(values: list[float], op: str = "sum", device: torch.device | None = None) -> list[float]:
+def all_reduce(values: list[float], op: str = "sum") -> list[float]:
     if world_size() == 1:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device or "cpu")
+    t = to_comm(torch.tensor(values, dtype=torch.float64))
     dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
-    return t.tolist()
+    return t.cpu().tolist()
 
 
 def all_gather_list(items: list) -> list:
@@ -80,4 +106,6 @@ def all_gather_list(items: list) -> list:
 
 def barrier() -> None:
     if world_size() > 1:
-        dist.barrier()
+        device = comm_device()
+        # NCCL's barrier otherwise guesses the rank's GPU from its rank and warns
+        dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
