@@ -118,11 +118,13 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
     from fastdapo.checkpoint.store import CheckpointError
     from fastdapo.data import DatasetError
     from fastdapo.models import TokenizerError
+    from fastdapo.runtime.run_lock import RunDirError
     from fastdapo.training.trainer import train as run_training
 
+    user_errors = (ConfigError, DatasetError, CheckpointError, UnsupportedModelError, TokenizerError, RunDirError)
     try:
         result = run_training(cfg)
-    except (ConfigError, DatasetError, CheckpointError, UnsupportedModelError, TokenizerError) as e:  # one line
+    except user_errors as e:  # one line
         raise click.ClickException(str(e)) from None
     if result.get("acc_summary"):
         click.echo(result["acc_summary"])

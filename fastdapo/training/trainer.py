@@ -33,6 +33,7 @@ from fastdapo.observability.progress import StepProgress, setup_logging
 from fastdapo.observability.runlog import RunLog
 from fastdapo.packing.packer import build_packer
 from fastdapo.runtime import distributed as D
+from fastdapo.runtime.run_lock import RunDirError, RunLock
 from fastdapo.runtime.signals import StopSignal
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
@@ -46,12 +47,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def lock_run_dir(run_dir: Path) -> RunLock | None:
+    """The main rank locks RUN_DIR (creating it); every rank raises the same one-line error if it cannot."""
+    lock, why = None, ""
+    if D.is_main():
+        try:
+            lock = RunLock.acquire(run_dir)
+        except RunDirError as e:
+            why = str(e)
+    errors = D.all_gather_list([why] if why else [])
+    if errors:
+        raise RunDirError(errors[0])
+    return lock
+
+
 def train(cfg: Config) -> dict:
     device = D.resolve_device(cfg.run.device)
     D.init_distributed(device, cfg.distributed.backend)
     setup_logging()
-    seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
     run_dir = Path(cfg.run.output_dir)
+    # Before anything is read or written there: a second run on this directory stops here, in one line.
+    lock = lock_run_dir(run_dir)
+    try:
+        return _train(cfg, device, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
+    seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
     # Decided before anything is written: a checkpoint this run cannot load leaves the directory untouched.
     resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), cfg.distributed.zero_stage)
     review_config_changes(resume_from, cfg)  # shown as a diff; a setting the checkpoint fixes is refused

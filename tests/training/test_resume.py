@@ -159,6 +159,7 @@ def resumed(tmp_path_factory, cache, reference):
 def test_sigkill_and_resume_matches_the_uninterrupted_run(reference, resumed):
     run_dir, log = resumed
     assert resumed_from(log) == C.step_dir_name(2)
+    assert "took over the lock left by process" in log  # kill -9 left the lock file; no clean-up was needed
     assert steps_logged(run_dir) == list(range(STEPS + 1))  # step 3, logged before the kill, is not duplicated
     assert metrics(run_dir) == metrics(reference)  # every step, including those after the kill
     assert_same_weights(
