@@ -5,18 +5,25 @@ sets RANK/LOCAL_RANK/WORLD_SIZE/MASTER_* and, when one rank dies, stops the othe
   * one node:        --num-procs N
   * ssh/pdsh:        --hostfile FILE   (DeepSpeed's runner starts the per-node launchers)
   * per node:        --nnodes K --node-rank R --master-addr A (Slurm, Kubernetes: each node runs this)
+In the first and last modes it runs through `fastdapo.launch_node`, which records how each rank ended,
+so a failure names the rank that failed first (see `fastdapo.launch_report`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import click
+
+from fastdapo.launch_report import failure_lines
 
 TRAIN = ["--module", "fastdapo.cli", "train"]
 
@@ -35,8 +42,11 @@ def build_commands(
     node_rank: int = 0,
     master_addr: str = "127.0.0.1",
     master_port: int = 29500,
+    report_file: str | None = None,
+    rank_log_dir: str | None = None,
 ) -> list[list[str]]:
-    """The exact commands to run on this machine (one per node in per-node mode, so one here)."""
+    """The exact commands to run on this machine (one per node in per-node mode, so one here).
+    `report_file` / `rank_log_dir`: where the per-node launcher writes how each rank ended / their output."""
     if hostfile:
         return [
             [
@@ -59,7 +69,9 @@ def build_commands(
             sys.executable,
             "-u",
             "-m",
-            "deepspeed.launcher.launch",
+            "fastdapo.launch_node",
+            *([f"--report_file={report_file}"] if report_file else []),
+            *([f"--rank_log_dir={rank_log_dir}"] if rank_log_dir else []),
             f"--world_info={_world_info(nnodes, num_procs)}",
             f"--node_rank={node_rank}",
             f"--master_addr={master_addr}",
@@ -134,12 +146,16 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
                            --master-addr $MASTER_ADDR --num-procs 8 CONFIG
     """
     from fastdapo.config import ConfigError, load_config
+    from fastdapo.runtime.run_lock import RunDirError, check_run_dir_free
 
     train_args = ([config] if config else []) + [a for o in overrides for a in ("--set", o)]
     try:
-        load_config(config, list(overrides))  # fail here, once, rather than in every rank
-    except ConfigError as e:
+        cfg = load_config(config, list(overrides))  # fail here, once, rather than in every rank
+        if not dry_run:  # a directory in use (or unusable) is refused before any rank starts
+            check_run_dir_free(Path(cfg.run.output_dir))
+    except (ConfigError, RunDirError) as e:
         raise click.ClickException(str(e)) from None
+    report = None if dry_run or hostfile else tempfile.NamedTemporaryFile(prefix="fastdapo-launch-", suffix=".json")
     cmds = build_commands(
         train_args,
         num_procs=num_procs,
@@ -148,6 +164,8 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         node_rank=node_rank,
         master_addr=master_addr,
         master_port=master_port,
+        report_file=report.name if report else None,
+        rank_log_dir=str(Path(cfg.run.output_dir) / "logs") if report else None,
     )
     env = launch_env()
     for cmd in cmds:
@@ -155,9 +173,18 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         click.echo(f"{prefix + ' ' if prefix else ''}{shlex.join(cmd)}")
     if dry_run:
         return
-    code = _run_forwarding_signals(cmds[0], env)
+    with report or contextlib.nullcontext():
+        code = _run_forwarding_signals(cmds[0], env)
+        records = _read_records(report.name) if report else []
     if code != 0:
-        raise click.ClickException(
-            f"a training process failed (exit code {code}); the launcher stopped all "
-            f"processes on this node. The failing rank's error is printed above."
-        )
+        lines, closing = failure_lines(records, code, nodes=nnodes)
+        for line in lines:
+            click.echo(line, err=True)
+        raise click.ClickException(closing)
+
+
+def _read_records(path: str) -> list[dict]:
+    try:
+        return json.loads(Path(path).read_text() or "[]")
+    except (OSError, ValueError):  # the node launcher was itself killed before writing them
+        return []

@@ -1,9 +1,14 @@
 import base64
 import json
+import os
+import socket
 import subprocess
 import sys
 
+import pytest
+
 from fastdapo.launch import build_commands
+from fastdapo.launch_report import describe_launcher_exit, describe_status, failure_lines
 
 
 def world(cmd):
@@ -13,7 +18,7 @@ def world(cmd):
 
 def test_single_node_uses_per_node_launcher():
     (cmd,) = build_commands(["cfg.yaml"], num_procs=2)
-    assert cmd[1:4] == ["-u", "-m", "deepspeed.launcher.launch"]
+    assert cmd[1:4] == ["-u", "-m", "fastdapo.launch_node"]  # DeepSpeed's per-node launcher, watched
     assert world(cmd) == {"node0": [0, 1]}
     assert "--node_rank=0" in cmd and "--no_local_rank" in cmd
     assert cmd[-4:] == ["--module", "fastdapo.cli", "train", "cfg.yaml"]
@@ -37,7 +42,7 @@ def test_dry_run_prints_commands_and_validates_config_first():
         text=True,
         timeout=120,
     )
-    assert ok.returncode == 0 and "deepspeed.launcher.launch" in ok.stdout and "run.steps=2" in ok.stdout
+    assert ok.returncode == 0 and "fastdapo.launch_node" in ok.stdout and "run.steps=2" in ok.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "fastdapo.cli", "launch", "--dry-run", "--set", "run.stepz=2"],
         capture_output=True,
@@ -45,3 +50,76 @@ def test_dry_run_prints_commands_and_validates_config_first():
         timeout=120,
     )
     assert bad.returncode != 0 and "run.stepz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "status, expected",
+    [(-9, "killed by SIGKILL"), (-15, "killed by SIGTERM"), (1, "exit code 1"), (0, "exit code 0")],
+)
+def test_a_rank_status_names_its_signal(status, expected):
+    assert describe_status(status) == expected
+
+
+def test_a_launcher_exit_status_unwraps_the_signal():
+    assert describe_launcher_exit(247) == "exit status 247: a rank's status -9, killed by SIGKILL"
+    assert describe_launcher_exit(137) == "exit status 137: killed by SIGKILL (128 + signal)"
+    assert describe_launcher_exit(1) == "exit status 1"
+
+
+# Rank 1 is killed with SIGKILL, printing nothing; rank 0 then fails on its own, as a survivor's
+# collective does when its peer is gone (both end before DeepSpeed's launcher polls, once a second).
+FAKE_RANK = """
+import os, signal, sys, time
+if os.environ["RANK"] == "1":
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGKILL)
+print("rank", os.environ["RANK"], "started", flush=True)
+time.sleep(0.6)
+print("RuntimeError: Connection closed by peer", file=sys.stderr, flush=True)
+sys.exit(1)
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_node_launcher_names_the_rank_that_failed_first_and_labels_the_follow_on(tmp_path):
+    script, report, logs = tmp_path / "rank.py", tmp_path / "report.json", tmp_path / "logs"
+    script.write_text(FAKE_RANK)
+    (cmd,) = build_commands([], num_procs=2, master_port=free_port(), report_file=str(report), rank_log_dir=str(logs))
+    cmd = cmd[: cmd.index("--module")] + [str(script)]  # the fake rank instead of `fastdapo train`
+    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    lines, closing = failure_lines(json.loads(report.read_text()), proc.returncode)
+    first_pid = json.loads(report.read_text())[1]["pid"]
+    assert lines[0] == (
+        f"rank 1 (pid {first_pid}) failed first: killed by SIGKILL; it printed nothing (its log: {logs}/rank1.log)"
+    )
+    assert (
+        lines[1].startswith("rank 0 (pid ")
+        and "exit code 1" in lines[1]
+        and "after rank 1 failed: a follow-on error" in lines[1]
+    )
+    assert "its output is this console's" in lines[1]
+    assert closing == "rank 1 failed first (killed by SIGKILL); the launcher stopped the other processes"
+    assert "Connection closed by peer" in proc.stderr  # rank 0 keeps the console
+
+
+def test_another_rank_output_goes_to_the_console_and_its_log(tmp_path):
+    script, report, logs = tmp_path / "rank.py", tmp_path / "report.json", tmp_path / "logs"
+    script.write_text(
+        'import os, sys; print("hello from", os.environ["RANK"]); sys.exit(3 if os.environ["RANK"] == "1" else 0)'
+    )
+    (cmd,) = build_commands([], num_procs=2, master_port=free_port(), report_file=str(report), rank_log_dir=str(logs))
+    cmd = cmd[: cmd.index("--module")] + [str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 3
+    assert "[rank 1] hello from 1" in proc.stdout and "hello from 0" in proc.stdout
+    assert "hello from 1" in (logs / "rank1.log").read_text() and not (logs / "rank0.log").exists()
+    records = json.loads(report.read_text())
+    lines, _ = failure_lines(records, proc.returncode)
+    assert lines == [f"rank 1 (pid {records[1]['pid']}) failed first: exit code 3; its output: {logs}/rank1.log"]

@@ -182,4 +182,7 @@ def test_dead_rank_stops_the_job_with_a_clear_error(single):
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode != 0
-    assert "a training process failed" in log
+    # the killed rank is named with its signal and its log; the survivor's error is labelled
+    assert f"rank 1 (pid {victim}) failed first: killed by SIGKILL; " in log, log[-3000:]
+    assert str(out / "logs" / "rank1.log") in log
+    assert "a follow-on error" in log and "Error: rank 1 failed first (killed by SIGKILL)" in log
