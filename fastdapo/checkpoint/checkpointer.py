@@ -30,6 +30,7 @@ from fastdapo.checkpoint.store import (
     HF_DIR,
     MANIFEST,
     CheckpointError,
+    free_bytes,
     fsync_dir,
     fsync_tree,
     list_checkpoints,
@@ -110,8 +111,13 @@ class Checkpointer:
             if D.is_main():
                 self._finish(tmp, final, step)
         except Exception as e:
+            free = free_bytes(self.root)  # measured before the partial checkpoint's space is given back
             shutil.rmtree(tmp, ignore_errors=True)
-            raise write_error(e, final) from e
+            err = write_error(e, final, free)
+            if isinstance(err, CheckpointError):  # earlier checkpoints are only pruned after a complete save
+                left = f"{tmp} is left behind" if tmp.exists() else "the partial checkpoint was removed"
+                err = CheckpointError(f"{err}; {left}, earlier checkpoints are untouched")
+            raise err from e
         D.barrier()
         self.last_saved = step
         log.info("checkpoint %s (%.1fs)", final, time.perf_counter() - t0)

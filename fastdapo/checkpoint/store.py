@@ -169,20 +169,41 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_error(exc: BaseException, path: Path) -> BaseException:
-    """A one-line CheckpointError for an OS failure while writing `path` (a full disk above all: torch
-    reports it as a RuntimeError without errno); anything else is returned unchanged."""
+FULL_BELOW = 64 * 2**20  # free bytes under which a failed write is put down to the full file system
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space (for this user) on the file system holding `path`, or None if it cannot be read."""
+    for p in (Path(path), *Path(path).parents):
+        try:
+            return shutil.disk_usage(p).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def write_error(exc: BaseException, path: Path, free: int | None = None) -> BaseException:
+    """A one-line CheckpointError for a failed write of checkpoint `path`; anything else is returned unchanged.
+
+    A full disk shows up in many forms (ENOSPC, torch's zip writer: "file write failed", "unexpected pos
+    N vs M"), so it is decided from the file system's free space right after the failure (`free`), not
+    from the message; a quota (EDQUOT) has space left and is told by its errno."""
     chain, e = [], exc
     while e is not None and len(chain) < 8:
         chain.append(e)
         e = e.__cause__ or e.__context__
-    text = " ".join(str(e) for e in chain).lower()
-    if (
-        any(getattr(e, "errno", None) == errno.ENOSPC for e in chain)
-        or "no space left" in text
-        or "file write failed" in text
-    ):
-        return CheckpointError(f"no space left on device while writing checkpoint {path}")
+    full = free is not None and free < FULL_BELOW
+    if full or any(getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) for e in chain):
+        left = f"{_size(free)} free there" if free is not None else "free space unknown"
+        return CheckpointError(f"no space left on device while writing checkpoint {path} ({left})")
     os_errors = [e for e in chain if isinstance(e, OSError)]
     if os_errors:
         return CheckpointError(f"writing checkpoint {path} failed: {os_errors[0].strerror or os_errors[0]}")
