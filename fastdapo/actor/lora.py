@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
+from fastdapo.config.load import ConfigError
 from fastdapo.config.schema import LoraConfig
 from fastdapo.rollout.weight_stream import DEFAULT_CHUNK_BYTES, named_weights
 
@@ -33,12 +34,57 @@ def peft_lora_config(lora: LoraConfig):
     )
 
 
+def linear_layer_names(model: torch.nn.Module) -> list[str]:
+    """The short names of the model's linear layers, LM head excluded: what target_modules may name."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    linear = (torch.nn.Linear, *_conv1d_classes())
+    names = [n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, linear) and m is not head]
+    return list(dict.fromkeys(names))
+
+
+def _conv1d_classes() -> list[type]:
+    try:  # GPT-2 style models write their linear layers as transformers' Conv1D
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:
+        return []
+    return [Conv1D]
+
+
+def _adaptable() -> tuple[type, ...]:
+    nn = torch.nn
+    return (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, *_conv1d_classes())
+
+
+def check_targets(model: torch.nn.Module, lora: LoraConfig) -> None:
+    """One-line ConfigError naming every target_modules entry that matches no module of `model` (PEFT's
+    rule: the full module name, or its last dotted parts) or only modules LoRA cannot adapt, with the
+    model's linear layers to choose from."""
+    targets = [m.strip() for m in lora.target_modules if m.strip()]
+    if targets == ["all-linear"]:
+        return
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    problems, unmatched = [], []
+    for t in targets:
+        hits = [m for n, m in modules if n == t or n.endswith(f".{t}")]
+        if not hits:
+            unmatched.append(repr(t))
+        elif not any(isinstance(m, _adaptable()) for m in hits):
+            problems.append(f"{t!r} names {type(hits[0]).__name__}, not a layer LoRA can adapt")
+    if unmatched:
+        verb = "matches" if len(unmatched) == 1 else "match"
+        problems.insert(0, f"{', '.join(unmatched)} {verb} no module of {type(model).__name__}")
+    if problems:
+        layers = ", ".join(linear_layer_names(model)) or "none"
+        raise ConfigError(f"model.lora.target_modules: {'; '.join(problems)}; its linear layers: {layers}")
+
+
 def apply_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
     """`model` with LoRA adapters injected in place (everything else frozen); unchanged when rank is 0."""
     if lora.rank <= 0:
         return model
     import peft
 
+    check_targets(model, lora)  # PEFT's own errors are many lines, after the model has loaded
     return peft.get_peft_model(model, peft_lora_config(lora)).get_base_model()
 
 

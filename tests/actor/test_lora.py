@@ -41,6 +41,51 @@ def test_only_adapters_train_and_the_head_stays_a_plain_linear():
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
+LINEAR = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+
+
+@pytest.mark.parametrize(
+    "targets, expected",
+    [
+        (
+            ["qproj"],
+            f"model.lora.target_modules: 'qproj' matches no module of Qwen2ForCausalLM; its linear layers: {LINEAR}",
+        ),
+        (
+            ["q_proj", "attn.v", "all-linear"],  # partial misses too: PEFT would adapt q_proj alone, silently
+            "model.lora.target_modules: 'attn.v', 'all-linear' match no module of Qwen2ForCausalLM; "
+            f"its linear layers: {LINEAR}",
+        ),
+    ],
+)
+def test_target_modules_naming_no_module_are_one_line(targets, expected):
+    from fastdapo.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        apply_lora(tiny_qwen2(VOCAB, 32, 2, 4, seed=3), LoraConfig(rank=4, target_modules=targets))
+    assert str(e.value) == expected
+
+
+def test_target_modules_by_short_or_full_name_and_unsupported_layers():
+    from fastdapo.config import ConfigError
+
+    model = apply_lora(
+        tiny_qwen2(VOCAB, 32, 2, 4, seed=3), LoraConfig(rank=4, target_modules=["q_proj", "model.layers.0.mlp.up_proj"])
+    )
+    adapted = {n.split(".lora_A.")[0] for n, _ in model.named_parameters() if ".lora_A." in n}
+    assert adapted == {
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.1.self_attn.q_proj",
+        "model.layers.0.mlp.up_proj",
+    }
+    with pytest.raises(ConfigError) as e:
+        apply_lora(tiny_qwen2(VOCAB, 32, 2, 4, seed=3), LoraConfig(rank=4, target_modules=["mlp", "q"]))
+    assert str(e.value) == (
+        "model.lora.target_modules: 'q' matches no module of Qwen2ForCausalLM; 'mlp' names Qwen2MLP, not a layer "
+        f"LoRA can adapt; its linear layers: {LINEAR}"
+    )
+
+
 def sequences(n=6):
     g = torch.Generator().manual_seed(0)
     out = []

@@ -42,20 +42,24 @@ def overrides(cache: Path, run_dir: Path, steps: int, **extra) -> list[str]:
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
 
 
-def train(cache: Path, run_dir: Path, steps: int, **extra) -> str:
+def run_cli(cache: Path, run_dir: Path, steps: int, **extra) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
     }
     env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "fastdapo.cli", "train", *overrides(cache, run_dir, steps, **extra)],
         env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
+
+
+def train(cache: Path, run_dir: Path, steps: int, **extra) -> str:
+    proc = run_cli(cache, run_dir, steps, **extra)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return " ".join(proc.stderr.split())
 
@@ -128,3 +132,12 @@ def test_zero3_run_exports_adapter_and_merged_model(tmp_path, cache):
         a, m, b = (x(input_ids=ids).logits for x in (adapted, merged, base))
     torch.testing.assert_close(m, a, rtol=1e-5, atol=1e-5)
     assert (a - b).abs().max() > 1e-4, "the exported adapters are the identity (no training reached the export)"
+
+
+def test_target_modules_naming_no_module_stop_the_run_in_one_line(tmp_path, cache):
+    proc = run_cli(cache, tmp_path / "run", 1, **{"model.lora.target_modules": "[q_proj,qproj]"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Error: model.lora.target_modules: 'qproj' matches no module of Qwen2ForCausalLM; its linear layers: "
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+    )
