@@ -31,6 +31,7 @@ class UpdateStats:
     prob: float = 0.0
     tokens: float = 0.0
     skipped: int = 0
+    without_signal: int = 0  # mini-batches whose every loss token has advantage 0: not stepped
     lr: float = 0.0
     packing: PackStats = field(default_factory=PackStats)  # every micro-batch of every mini-batch
     mismatch: MismatchStats = field(default_factory=MismatchStats)  # rollout engine vs trainer log-probs
@@ -56,6 +57,7 @@ class UpdateStats:
             "lr": self.lr,
             "train/skipped_updates": self.skipped,
             "train/updates": len(self.losses),
+            "train/no_signal_minibatches": self.without_signal,
             **p.metrics(slots, real, plain),
             **self.mismatch.summary(),
         }
@@ -107,7 +109,22 @@ class Actor:
                 self._update_one([s for s, u in zip(seqs, seq_uids) if u in mini], stats)
         return stats
 
+    @staticmethod
+    def has_gradient_signal(mini: list[Sequence]) -> bool:
+        """Collective: does any rank's mini-batch have a loss token with a non-zero advantage? Without one the
+        DAPO loss and its gradient are exactly 0 (each token's term is its advantage times a bounded factor)."""
+        local = any(bool((s.advantages[s.loss_mask] != 0).any()) for s in mini if s.advantages is not None)
+        return D.all_reduce([1.0 if local else 0.0], "max")[0] > 0
+
     def _update_one(self, mini: list[Sequence], stats: UpdateStats) -> None:
+        if not self.has_gradient_signal(mini):
+            # An optimizer step on a zero gradient still moves the weights (AdamW's decay, earlier steps'
+            # moments) and advances the schedule: skip it, as when dynamic sampling keeps nothing. The
+            # forward pass still runs, for the step's entropy and rollout-correction metrics.
+            self.accumulate_gradients(mini, stats, backward=False)
+            stats.without_signal += 1
+            stats.lr = self.engine.get_lr()[0]
+            return
         loss_total = self.accumulate_gradients(mini, stats)
         self.engine.step()  # the accumulation boundary: reduce, clip, optimizer and scheduler step
         grad_norm = self.engine.get_global_grad_norm()
@@ -117,8 +134,11 @@ class Actor:
         stats.lr = self.engine.get_lr()[0]
         self._track_nonfinite(loss_total, grad_norm, stats)
 
-    def accumulate_gradients(self, mini: list[Sequence], stats: UpdateStats | None = None) -> float:
-        """Forward/backward of every micro-batch of one mini-batch; returns the global mini-batch loss."""
+    def accumulate_gradients(
+        self, mini: list[Sequence], stats: UpdateStats | None = None, backward: bool = True
+    ) -> float:
+        """Forward/backward of every micro-batch of one mini-batch; returns the global mini-batch loss.
+        backward=False: the forward passes only (metrics), leaving gradients and DeepSpeed's counters alone."""
         world = D.world_size()
         normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
         # Each rank divides by (global tokens / world) because DeepSpeed averages gradients over ranks.
@@ -127,11 +147,15 @@ class Actor:
         loss_total = 0.0
         for k, mb in enumerate(mbs):
             last = k == len(mbs) - 1
-            self.engine.set_gradient_accumulation_boundary(last)
-            loss, st = self.engine(mb.to(self.device), normalizer=norm_t)
-            self.engine.backward(loss, scale_wrt_gas=False)
-            if not last:
-                self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
+            if not backward:
+                with torch.no_grad():
+                    loss, st = self.engine(mb.to(self.device), normalizer=norm_t)
+            else:
+                self.engine.set_gradient_accumulation_boundary(last)
+                loss, st = self.engine(mb.to(self.device), normalizer=norm_t)
+                self.engine.backward(loss, scale_wrt_gas=False)
+                if not last:
+                    self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
             loss_total = loss_total + loss.detach().float() / world
             if stats is not None:
                 # summed on the device; converted once per step in summary() (no sync per micro-batch)
