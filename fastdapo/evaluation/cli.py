@@ -126,8 +126,10 @@ def build_eval_engine(model, tokenizer, batch_size: int):
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Per-problem results (JSONL). Default: eval-<data name>.jsonl in the current directory.",
+    help="Per-problem results (JSONL). Default: eval-<data name>.jsonl in the current directory, or "
+    "eval-<data name>-N.jsonl when that exists. An existing --out needs --overwrite.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N problems.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
@@ -174,6 +176,7 @@ def eval_command(
     max_prompt_length: int,
     batch_size: int,
     out: str | None,
+    overwrite: bool,
     limit: int | None,
     seed: int,
     device: str,
@@ -193,10 +196,15 @@ def eval_command(
 
     from fastdapo.data import DatasetError, load_prompts
     from fastdapo.evaluation.report import print_summary
+    from fastdapo.evaluation.results_file import results_path
     from fastdapo.evaluation.runner import evaluate
     from fastdapo.rollout.base import SamplingParams
 
     console = Console(stderr=True)
+    out_path, note = results_path(out, data, overwrite)  # before any work: an existing file is never replaced
+    if note:
+        console.print(note)
+    out = str(out_path)
     torch.manual_seed(seed)
     model, tokenizer = load_model_for_eval(model_path, device=device, dtype=dtype)
     try:
@@ -208,7 +216,6 @@ def eval_command(
     console.print(stats.summary())
     if not records:
         raise click.ClickException(f"no prompts to evaluate in {data} (all longer than {max_prompt_length} tokens?)")
-    out = out or f"eval-{Path(data).stem}.jsonl"
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     engine = build_eval_engine(model, tokenizer, batch_size)
     summary = evaluate(

@@ -183,3 +183,31 @@ def test_tokenizer_without_eos_warns_with_the_consequence(model_dir, tmp_path, c
         tok = load_tokenizer(broken)
     assert tok.eos_token_id is None and tok.pad_token_id is not None
     assert "no EOS token" in caplog.text and "truncated" in caplog.text
+
+
+def _eval_args(model_dir, *extra):
+    data = str(FIXTURES / "amc-2023.jsonl")
+    return ["--model", str(model_dir), "--data", data, "--n", "1", "--max-new-tokens", "2", "--limit", "1", *extra]
+
+
+def test_eval_never_replaces_an_existing_default_results_file(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eval-amc-2023.jsonl").write_text("earlier results\n")
+    first = _invoke(_eval_args(model_dir, "--device", "cpu", "--json"))
+    second = _invoke(_eval_args(model_dir, "--device", "cpu", "--json"))
+    assert (tmp_path / "eval-amc-2023.jsonl").read_text() == "earlier results\n"
+    assert json.loads(first.stdout)["out"] == "eval-amc-2023-2.jsonl"
+    assert json.loads(second.stdout)["out"] == "eval-amc-2023-3.jsonl"
+    assert "eval-amc-2023.jsonl exists (kept); writing the results to eval-amc-2023-2.jsonl" in first.stderr
+    assert (tmp_path / "eval-amc-2023-2.jsonl").read_text().count("\n") == 1
+
+
+def test_eval_out_to_an_existing_file_needs_overwrite(model_dir, tmp_path):
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier results\n")
+    refused = CliRunner().invoke(eval_command, _eval_args(model_dir, "--out", str(out)))
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.output.strip().splitlines()[-1] == f"Error: --out {out} already exists; --overwrite replaces it"
+    assert out.read_text() == "earlier results\n"
+    _invoke(_eval_args(model_dir, "--out", str(out), "--overwrite", "--device", "cpu"))
+    assert out.read_text() != "earlier results\n"
