@@ -21,9 +21,9 @@ class SamplingParams:
 class Generation:
     prompt_index: int  # index into the prompt list given to generate()
     prompt_ids: list[int]
-    response_ids: list[int]  # includes the EOS token when one was produced
-    text: str  # decoded response, special tokens removed
-    truncated: bool  # stopped by max_new_tokens, not by EOS
+    response_ids: list[int]  # includes the stop token (see stop_token_ids) when one was produced
+    text: str  # decoded response without its stop token (as vLLM does), special tokens removed
+    truncated: bool  # stopped by max_new_tokens, not by a stop token
     # Per response token, log-prob of the sampled token under the distribution it was drawn from
     # (logits / temperature, renormalised over the top-p nucleus); None when the engine did not record them.
     logprobs: list[float] | None = None
@@ -31,6 +31,21 @@ class Generation:
 
 class RolloutConfigError(ValueError):
     """A rollout setting that cannot work (raised at engine construction); its message is one line."""
+
+
+def stop_token_ids(config_eos: int | list[int] | None, tokenizer) -> list[int]:
+    """The one stop rule of every engine: each EOS id of the model's generation config (chat models list their
+    end-of-turn token there, e.g. Qwen2.5-Instruct's <|im_end|> beside <|endoftext|>) plus the tokenizer's EOS,
+    in that order, without duplicates. A response ends at the first of them, which it keeps."""
+    ids = [config_eos] if isinstance(config_eos, int) else list(config_eos or [])
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return list(dict.fromkeys([*ids, *([] if eos is None else [eos])]))
+
+
+def model_stop_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+    """stop_token_ids from the model object's generation config (loaded from its directory's
+    generation_config.json, or derived from config.json when there is none)."""
+    return stop_token_ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer)
 
 
 @contextlib.contextmanager
@@ -57,15 +72,18 @@ def left_pad(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Te
 
 
 def to_generation(
-    tokenizer, idx: int, prompt: list[int], row: list[int], row_logprobs: list[float] | None = None
+    tokenizer,
+    stop_ids: list[int],
+    idx: int,
+    prompt: list[int],
+    row: list[int],
+    row_logprobs: list[float] | None = None,
 ) -> Generation:
-    """A sampled row (pad after EOS) -> Generation: the response ends at the first EOS, included."""
-    eos = tokenizer.eos_token_id
-    if eos in row:
-        resp, truncated = row[: row.index(eos) + 1], False
-    else:
-        resp, truncated = row, True
-    text = tokenizer.decode(resp, skip_special_tokens=True)
+    """A sampled row (pad after its stop token) -> Generation: the response ends at the first stop id, included."""
+    stops = set(stop_ids)
+    end = next((t for t, tok in enumerate(row) if tok in stops), None)
+    resp, truncated = (row, True) if end is None else (row[: end + 1], False)
+    text = tokenizer.decode(resp if truncated else resp[:-1], skip_special_tokens=True)
     lp = None if row_logprobs is None else row_logprobs[: len(resp)]
     return Generation(
         prompt_index=idx, prompt_ids=list(prompt), response_ids=resp, text=text, truncated=truncated, logprobs=lp

@@ -14,7 +14,15 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, generation_mode, left_pad, to_generation
+from fastdapo.rollout.base import (
+    Generation,
+    RolloutEngine,
+    SamplingParams,
+    generation_mode,
+    left_pad,
+    model_stop_token_ids,
+    to_generation,
+)
 
 
 class LogprobRecorder(LogitsProcessor):
@@ -47,6 +55,7 @@ class HFEngine(RolloutEngine):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.stop_ids = model_stop_token_ids(model, tokenizer)
         # Under ZeRO-3 the trainer passes a context that gathers the sharded parameters.
         self.gather_context = gather_context or contextlib.nullcontext
 
@@ -59,7 +68,8 @@ class HFEngine(RolloutEngine):
             top_k=None,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            # every stop id, so generate pads after any of them, as to_generation expects
+            eos_token_id=self.stop_ids or None,
         )
 
     @staticmethod
@@ -102,5 +112,5 @@ class HFEngine(RolloutEngine):
                 )
                 lps = rec.finish(seqs).tolist()
                 for (idx, p), row, lp in zip(chunk, seqs[:, ids.shape[1] :].tolist(), lps):
-                    out.append(to_generation(self.tokenizer, idx, p, row, lp))
+                    out.append(to_generation(self.tokenizer, self.stop_ids, idx, p, row, lp))
         return out

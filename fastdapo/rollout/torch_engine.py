@@ -11,7 +11,15 @@ import contextlib
 
 import torch
 
-from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams, generation_mode, left_pad, to_generation
+from fastdapo.rollout.base import (
+    Generation,
+    RolloutEngine,
+    SamplingParams,
+    generation_mode,
+    left_pad,
+    model_stop_token_ids,
+    to_generation,
+)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -30,6 +38,7 @@ class TorchEngine(RolloutEngine):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # rows (samples) decoded together
+        self.stop_ids = model_stop_token_ids(model, tokenizer)
         # Under ZeRO-3 the trainer passes a context that gathers the sharded parameters.
         self.gather_context = gather_context or contextlib.nullcontext
 
@@ -54,15 +63,16 @@ class TorchEngine(RolloutEngine):
                 tokens, logprobs = self._sample_chunk(chunk, params, gens, device)
                 for r, (row, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):
                     idx = start + r // n
-                    out.append(to_generation(self.tokenizer, idx, prompts[idx], row, lp))
+                    out.append(to_generation(self.tokenizer, self.stop_ids, idx, prompts[idx], row, lp))
         return out
 
     def _sample_chunk(
         self, chunk: list[list[int]], params: SamplingParams, gens, device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[len(chunk) * n, steps] sampled tokens (pad after a row's EOS) and their sampling log-probs;
+        """[len(chunk) * n, steps] sampled tokens (pad after a row's stop token) and their sampling log-probs;
         rows of a prompt are contiguous."""
-        n, pad, eos = params.n, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        n, pad = params.n, self.tokenizer.pad_token_id
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         ids, att = left_pad(chunk, pad)
         width = ids.shape[1]
         ids, att = ids.to(device), att.to(device)
@@ -88,7 +98,7 @@ class TorchEngine(RolloutEngine):
             nxt.masked_fill_(done, pad)  # finished rows emit pad until they are compacted away
             tokens[active, t] = nxt
             logprobs[active, t] = lp
-            done |= nxt == eos
+            done |= torch.isin(nxt, stop)
             steps = t + 1
             n_done = int(done.sum())
             if steps == params.max_new_tokens or n_done == done.numel():

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 
-from fastdapo.rollout.base import Generation, RolloutConfigError, RolloutEngine, SamplingParams
+from fastdapo.rollout.base import Generation, RolloutConfigError, RolloutEngine, SamplingParams, stop_token_ids
 from fastdapo.rollout.vllm_settings import resolve_settings
 from fastdapo.rollout.weight_stream import DEFAULT_CHUNK_BYTES, named_weights
 
@@ -120,6 +120,23 @@ def explain_startup_error(
     return None
 
 
+def vllm_stop_ids(llm, tokenizer, model_path: str) -> list[int]:
+    """Our stop rule over the generation config vLLM itself reads. vLLM always stops at those ids and at its own
+    tokenizer's EOS; passing ours as stop_token_ids adds the trainer tokenizer's EOS, so the two sets are equal
+    unless that tokenizer is not the model directory's, which is refused."""
+    engine = llm.llm_engine
+    own_tokenizer = engine.tokenizer  # None under skip_tokenizer_init
+    config_eos = engine.model_config.try_get_generation_config().get("eos_token_id")
+    ids = stop_token_ids(config_eos, tokenizer or own_tokenizer)
+    own = getattr(own_tokenizer, "eos_token_id", None)
+    if own is not None and own not in ids:
+        raise RolloutConfigError(
+            f"model.path {model_path}: vLLM's tokenizer ends responses at EOS id {own}, the trainer's tokenizer "
+            f"and generation config at {ids}; give the engine the model directory's tokenizer"
+        )
+    return ids
+
+
 class VLLMEngine(RolloutEngine):
     def __init__(
         self,
@@ -170,6 +187,11 @@ class VLLMEngine(RolloutEngine):
                 raise
             raise friendly from e
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        try:
+            self.stop_ids = vllm_stop_ids(self.llm, tokenizer, model_path)
+        except RolloutConfigError:
+            self.close()
+            raise
         self._asleep = False
         self._sleep()
 
@@ -194,8 +216,14 @@ class VLLMEngine(RolloutEngine):
             )
         self._wake()
         # logprobs=0: the sampled token's log-prob only, taken after temperature and top-p (processed_logprobs)
+        # stop_token_ids: vLLM's own stops plus the tokenizer's EOS = our stop rule (ignore_eos stays False)
         base = dict(
-            n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens, logprobs=0
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_new_tokens,
+            logprobs=0,
+            stop_token_ids=self.stop_ids,
         )
         sps = (
             [self._vllm.SamplingParams(**base, seed=s) for s in seeds]

@@ -58,3 +58,26 @@ def test_startup_errors_become_one_line(message, expected):
     assert err is not None and "\n" not in str(err)
     assert __import__("re").match(expected, str(err))
     assert vllm_engine.explain_startup_error(RuntimeError("something else"), "m", 0.5, 64) is None
+
+
+def _fake_llm(config_eos, vllm_eos):
+    model_config = SimpleNamespace(
+        try_get_generation_config=lambda: {} if config_eos is None else {"eos_token_id": config_eos}
+    )
+    return SimpleNamespace(
+        llm_engine=SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=vllm_eos), model_config=model_config)
+    )
+
+
+def test_vllm_stop_ids_are_the_shared_rule_over_vllms_generation_config():
+    tok = SimpleNamespace(eos_token_id=1)
+    assert vllm_engine.vllm_stop_ids(_fake_llm([99, 1], 1), tok, "m") == [99, 1]
+    assert vllm_engine.vllm_stop_ids(_fake_llm(99, 1), tok, "m") == [99, 1]
+    assert vllm_engine.vllm_stop_ids(_fake_llm(None, 1), None, "m") == [1]  # no trainer tokenizer: vLLM's
+
+
+def test_a_tokenizer_whose_eos_vllm_would_not_share_is_refused():
+    with pytest.raises(
+        vllm_engine.RolloutConfigError, match=r"^model.path m: vLLM's tokenizer ends responses at EOS id 2"
+    ):
+        vllm_engine.vllm_stop_ids(_fake_llm([99], 2), SimpleNamespace(eos_token_id=1), "m")
