@@ -51,10 +51,10 @@ def state(actor: Actor) -> dict:
 
 
 def assert_same(a: dict, b: dict) -> None:
-    assert a["steps"] == b["steps"] and a["lr"] == b["lr"]
     assert a["weights"].keys() == b["weights"].keys()
     for k in a["weights"]:
         assert torch.equal(a["weights"][k], b["weights"][k]), k
+    assert a["steps"] == b["steps"] and a["lr"] == b["lr"]
     assert len(a["moments"]) == len(b["moments"])
     for x, y in zip(a["moments"], b["moments"]):
         for k in x:
