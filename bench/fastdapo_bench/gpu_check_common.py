@@ -1,10 +1,17 @@
-"""Shared pieces of the one-command GPU check: kernel-package import, result rows, time budget."""
+"""Shared pieces of the one-command GPU check: kernel-package import, result rows, time budget, subprocesses."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kernels_module():
@@ -18,6 +25,10 @@ def kernels_module():
 
 def kernels_submodule(name: str):
     return importlib.import_module(f"{kernels_module().__name__}.{name}")
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
 
 
 class Budget:
@@ -75,3 +86,50 @@ def md_table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
     return out
+
+
+def child_env(cpu: bool) -> tuple[dict, list[str]]:
+    """Environment of the check's subprocesses, and notes on what was changed in it.
+
+    The checkout's packages are importable without installing (the check runs from a bare checkout);
+    on CUDA a CPU-only setting inherited from the caller (the Makefile exports DS_ACCELERATOR=cpu for
+    the CPU targets) would silently move DeepSpeed or Triton off the GPU, so it is dropped and said.
+    """
+    env = dict(os.environ)
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "kernels"), str(ROOT / "bench"), *inherited])
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    notes = []
+    if not cpu:
+        for key, cpu_value in (("DS_ACCELERATOR", "cpu"), ("TRITON_INTERPRET", "1")):
+            if env.get(key) == cpu_value:
+                del env[key]
+                notes.append(f"{key}={cpu_value} from the environment dropped: this run is on CUDA")
+    return env, notes
+
+
+def run_logged(cmd: list[str], env: dict, log: Path, timeout_s: float) -> tuple[int | None, float]:
+    """Run ``cmd`` from the repository root with its output in ``log``; (exit code or None on timeout, seconds).
+
+    It gets a process group of its own so that a timeout also ends what it started (launcher ranks).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=max(1.0, timeout_s))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            code = None
+    return code, time.monotonic() - t0
+
+
+def log_tail(log: Path, lines: int = 30) -> list[str]:
+    """The end of a subprocess log as a markdown code block (empty when there is no log)."""
+    if not log.exists():
+        return []
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return ["```", *(line[:300] for line in tail), "```"]
