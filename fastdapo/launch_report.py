@@ -53,9 +53,12 @@ def failure_lines(records: list[dict], code: int, nodes: int = 1) -> tuple[list[
     lines = [f"rank {first['rank']} (pid {first['pid']}) failed first{where}: {how}; {_output(first)}"]
     for r in failed[1:]:
         after = r["ended"] - first["ended"]
+        # DeepSpeed's launcher stops the other ranks with SIGTERM (SIGKILL 30 s later); any other end is their own
+        stopped = r["status"] in (-signal.SIGTERM, -signal.SIGKILL)
+        what = "stopped by the launcher" if stopped else "a follow-on error"
         lines.append(
             f"rank {r['rank']} (pid {r['pid']}): {describe_status(r['status'])}, {after:.1f} s after rank "
-            f"{first['rank']} failed: a follow-on error; {_output(r)}"
+            f"{first['rank']} failed: {what}; {_output(r)}"
         )
     closing = f"rank {first['rank']} failed first{where} ({how}); the launcher stopped the other processes"
     return lines, closing

@@ -80,6 +80,22 @@ sys.exit(1)
 """
 
 
+def test_ranks_ended_after_the_first_failure_are_labelled():
+    records = [
+        {"rank": 0, "pid": 10, "status": -15, "ended": 5.2, "log": None},
+        {"rank": 1, "pid": 11, "status": -9, "ended": 5.0, "log": None},
+        {"rank": 2, "pid": 12, "status": 1, "ended": 5.1, "log": None},
+        {"rank": 3, "pid": 13, "status": 0, "ended": 4.0, "log": None},
+    ]
+    lines, closing = failure_lines(records, 247, nodes=2)
+    assert lines[0].startswith("rank 1 (pid 11) failed first on this node: killed by SIGKILL; ")
+    assert lines[1].startswith("rank 2 (pid 12): exit code 1, 0.1 s after rank 1 failed: a follow-on error; ")
+    assert lines[2].startswith("rank 0 (pid 10): killed by SIGTERM, 0.2 s after rank 1 failed: stopped by the launcher")
+    assert len(lines) == 3 and closing.startswith("rank 1 failed first on this node (killed by SIGKILL)")
+    lines, closing = failure_lines([], 247)  # no records (hostfile mode): the exit status, decoded
+    assert lines == [] and "exit status 247: a rank's status -9, killed by SIGKILL" in closing
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
