@@ -151,7 +151,9 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
     train_args = ([config] if config else []) + [a for o in overrides for a in ("--set", o)]
     try:
         cfg = load_config(config, list(overrides))  # fail here, once, rather than in every rank
-        if not dry_run:  # a directory in use (or unusable) is refused before any rank starts
+        # A directory in use (or unusable) is refused before any rank starts; only on the node of rank 0, which
+        # takes the lock: another node's launcher may start after the run holds it.
+        if not dry_run and node_rank == 0:
             check_run_dir_free(Path(cfg.run.output_dir))
     except (ConfigError, RunDirError) as e:
         raise click.ClickException(str(e)) from None
