@@ -42,10 +42,8 @@ def test_the_installed_wheel_runs_the_toy_run_from_elsewhere(wheel, tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    where = subprocess.run(
-        [sys.executable, "-c", "import fastdapo, fastdapo_kernels; print(fastdapo.__file__, fastdapo_kernels.__file__)"],
-        cwd=work, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    probe = "import fastdapo, fastdapo_kernels; print(fastdapo.__file__, fastdapo_kernels.__file__)"
+    where = subprocess.run([sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True, check=True)
     assert all(p.startswith(str(site)) for p in where.stdout.split()), where.stdout
     run = subprocess.run(
         [sys.executable, "-m", "fastdapo.cli", "train", "--set", "run.steps=2", "--set", "toy.eval_size=16",
