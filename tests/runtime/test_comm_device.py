@@ -8,10 +8,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
-import torch.distributed as dist
-
-from fastdapo.runtime import distributed as D
 
 
 def free_port() -> int:
@@ -20,47 +16,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def one_process_group(monkeypatch):
-    if dist.is_initialized():
-        pytest.skip("a process group is already up in this process")
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1"}
-    for k, v in {**env, "LOCAL_RANK": "3"}.items():
-        monkeypatch.setenv(k, v)
-
-    def init(backend):
-        dist.init_process_group(backend)
-
-    yield init
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def run_alone(body: str) -> None:
+    """A fresh one-process group in a fresh interpreter: the suite's own process may already hold one."""
+    script = textwrap.dedent(
+        """
+        import pytest, torch, torch.distributed as dist
+        from fastdapo.runtime import distributed as D
+        """
+    ) + textwrap.dedent(body)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
+           "WORLD_SIZE": "1", "LOCAL_RANK": "3"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
     "backend, expected",
     [("gloo", "cpu"), ("cuda:gloo", "cuda:3"), ("cpu:gloo,cuda:gloo", "cpu")],
 )
-def test_comm_device_is_the_device_the_group_serves(one_process_group, backend, expected):
+def test_comm_device_is_the_device_the_group_serves(backend, expected):
     """'cuda:gloo' is a real group that, like NCCL, serves CUDA tensors only: the device is the rank's GPU."""
-    one_process_group(backend)
-    assert D.comm_device() == torch.device(expected)
+    run_alone(
+        f"""
+        assert D.comm_device() == torch.device("cpu")  # no group yet
+        dist.init_process_group({backend!r})
+        assert D.comm_device() == torch.device({expected!r}), D.comm_device()
+        """
+    )
 
 
-def test_a_group_that_serves_only_cuda_refuses_cpu_tensors(one_process_group):
+def test_a_group_that_serves_only_cuda_refuses_cpu_tensors():
     """The rule the emulation stands for, shown by torch itself (the error an NCCL group gives)."""
-    one_process_group("cuda:gloo")
-    with pytest.raises(RuntimeError, match="No backend type associated with device type cpu"):
-        dist.all_reduce(torch.ones(1))
+    run_alone(
+        """
+        dist.init_process_group("cuda:gloo")
+        with pytest.raises(RuntimeError, match="No backend type associated with device type cpu"):
+            dist.all_reduce(torch.ones(1))
+        """
+    )
 
 
-def test_emulated_rule_refuses_what_fastdapo_did_not_place(one_process_group):
-    one_process_group("gloo")
-    probe = {"__name__": "fastdapo.probe", "dist": dist, "torch": torch, "D": D}
-    with pytest.raises(RuntimeError, match="device type cpu .emulated NCCL rule: fastdapo.probe"):
-        exec("dist.all_reduce(torch.ones(1))", probe)
-    exec("t = D.to_comm(torch.ones(1)); dist.all_reduce(t)", probe)
-    assert probe["t"].item() == 1.0
-    dist.all_reduce(torch.ones(1))  # libraries' own collectives (model tensors) are not fastdapo's to place
+def test_emulated_rule_refuses_what_fastdapo_did_not_place():
+    run_alone(
+        """
+        dist.init_process_group("gloo")
+        probe = {"__name__": "fastdapo.probe", "dist": dist, "torch": torch, "D": D}
+        with pytest.raises(RuntimeError, match="device type cpu .emulated NCCL rule: fastdapo.probe"):
+            exec("dist.all_reduce(torch.ones(1))", probe)
+        exec("t = D.to_comm(torch.ones(1)); dist.all_reduce(t)", probe)
+        assert probe["t"].item() == 1.0
+        dist.all_reduce(torch.ones(1))  # libraries' own collectives (model tensors) are not fastdapo's to place
+        """
+    )
 
 
 RANK_SCRIPT = textwrap.dedent(
