@@ -48,15 +48,8 @@ class TrainPlan:
     runs: list[TrainRun] = field(default_factory=list)
 
 
-# `--set` values are read as YAML 1.1, where these words are booleans: model.use_liger=off would arrive as
-# False and be refused, so string settings spelled like them go quoted.
-YAML_BOOL_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false"}
-
-
 def _value(v) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    return f'"{v}"' if str(v).lower() in YAML_BOOL_WORDS else str(v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def machine_settings(cuda: bool, has: Callable[[str], bool] = has_module) -> tuple[dict, list[str]]:

@@ -63,6 +63,8 @@ def _coerce(key: str, value: Any, tp) -> Any:
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans; a string field means on/off
+            return "on" if value else "off"
         return str(value)
     return value
 

@@ -165,7 +165,7 @@ def test_cuda_plan_uses_every_fast_path_that_imports(tmp_path):
     s = plan.settings
     assert s["run.device"] == "cuda" and s["model.dtype"] == "bfloat16" and s["distributed.zero_stage"] == "2"
     assert s["model.attn_implementation"] == "flash_attention_2" and s["rollout.engine"] == "vllm"
-    assert s["model.use_liger"] == '"on"'  # YAML 1.1 would read a bare `on` as true, which the config refuses
+    assert s["model.use_liger"] == "on"
     assert s["algorithm.kernel_impl"] == "triton" and s["run.output_dir"] == str(tmp_path / "train-run")
     assert plan.notes == []
     single, launch = plan.runs
@@ -177,7 +177,7 @@ def test_cuda_plan_uses_every_fast_path_that_imports(tmp_path):
 def test_cuda_plan_says_what_it_left_out_and_why(tmp_path):
     plan = plan_train(cuda=True, gpus=1, out=tmp_path, has=lambda m: False, extra=["run.steps=4"])
     s = plan.settings
-    assert s["model.attn_implementation"] == "packed_sdpa" and s["model.use_liger"] == '"off"'
+    assert s["model.attn_implementation"] == "packed_sdpa" and s["model.use_liger"] == "off"
     assert s["rollout.engine"] == "torch"
     assert [r.name for r in plan.runs] == ["train"] and plan.runs[0].steps == 4  # the caller's override wins
     assert plan.runs[0].command[-2:] == ["--set", "run.steps=4"]

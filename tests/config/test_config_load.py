@@ -204,3 +204,11 @@ def test_every_section_is_a_dataclass_with_a_yaml_home():
     for f in dataclasses.fields(Config):
         assert dataclasses.is_dataclass(f.default_factory())
         assert f.name in toy or f.name in paper
+
+
+def test_on_and_off_reach_a_string_field_as_written():
+    """YAML 1.1 reads `off` as false: `--set model.use_liger=off` and `use_liger: off` in a file mean "off"."""
+    from fastdapo.config import load_config
+
+    assert load_config(None, ["model.use_liger=off"]).model.use_liger == "off"
+    assert load_config(None, ["model.use_liger=on"]).model.use_liger == "on"
