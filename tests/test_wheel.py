@@ -4,6 +4,7 @@ built-in toy run from another directory."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools builds in place, and a build/ left in the checkout would both sit in the root
+    # and carry files since deleted into later wheels.
+    src = out / "src"
+    skip = shutil.ignore_patterns(".git", ".venv*", ".cache", "build", "runs", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, src, ignore=skip, symlinks=True)
     # --no-build-isolation: setuptools from this environment, nothing downloaded
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (whl,) = out.glob("fastdapo-*.whl")

@@ -68,14 +68,17 @@ def _read(fd: int) -> dict:
         return {}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _holder_gone(info: dict) -> bool:
+    """The file names a process on this host that no longer exists (another host's cannot be checked)."""
+    if not info.get("pid") or info.get("host") != socket.gethostname():
         return False
-    except PermissionError:
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:  # alive, another user's
+        pass
+    return False
 
 
 class RunLock:
@@ -136,13 +139,12 @@ def _lock_or_refuse(fd: int, run_dir: Path) -> dict:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         info = _read(fd)
-        if e.errno not in _BUSY:  # a file system without flock: judge by the PID the file names
-            same_host = info.get("host") == socket.gethostname()
-            if not (info.get("pid") and same_host and _pid_alive(int(info["pid"]))):
-                return info
+        gone = _holder_gone(info)
+        if e.errno not in _BUSY and (gone or not info.get("pid") or info.get("host") != socket.gethostname()):
+            return info  # a file system without flock: judged by the PID the file names
         os.close(fd)
         holder = _holder_text(info) if info.get("pid") else "another process"
-        if info.get("pid") and info.get("host") == socket.gethostname() and not _pid_alive(int(info["pid"])):
+        if gone:
             holder = f"a process left over from {holder}, which is gone"  # e.g. a child it started
         raise RunDirError(f"run.output_dir {run_dir} is in use by {holder}") from None
     return _read(fd)
