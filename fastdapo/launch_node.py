@@ -86,8 +86,9 @@ def _watch(proc: subprocess.Popen, record: dict) -> None:
     try:
         info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         status = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-    except ChildProcessError:  # already reaped by DeepSpeed's poll: its return code is set
-        proc.wait()
+    except ChildProcessError:
+        # Reaped first: by DeepSpeed's poll (the return code is set), or by psutil while DeepSpeed stops the ranks,
+        # which leaves the status unknown (None). Popen.wait would report such a rank as exit code 0.
         status = proc.returncode
     record["ended"], record["status"] = time.time(), status
 

@@ -18,8 +18,10 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-def describe_status(status: int) -> str:
-    """-9 -> 'killed by SIGKILL'; 1 -> 'exit code 1'."""
+def describe_status(status: int | None) -> str:
+    """-9 -> 'killed by SIGKILL'; 1 -> 'exit code 1'; None -> reaped by DeepSpeed's stop, status unknown."""
+    if status is None:
+        return "ended while the launcher stopped it (exit status not seen)"
     return f"killed by {_signal_name(-status)}" if status < 0 else f"exit code {status}"
 
 
@@ -54,7 +56,7 @@ def failure_lines(records: list[dict], code: int, nodes: int = 1) -> tuple[list[
     for r in failed[1:]:
         after = r["ended"] - first["ended"]
         # DeepSpeed's launcher stops the other ranks with SIGTERM (SIGKILL 30 s later); any other end is their own
-        stopped = r["status"] in (-signal.SIGTERM, -signal.SIGKILL)
+        stopped = r["status"] in (-signal.SIGTERM, -signal.SIGKILL, None)  # None: reaped during that stop
         what = "stopped by the launcher" if stopped else "a follow-on error"
         lines.append(
             f"rank {r['rank']} (pid {r['pid']}): {describe_status(r['status'])}, {after:.1f} s after rank "
