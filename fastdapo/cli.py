@@ -119,9 +119,18 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
     from fastdapo.data import DatasetError
     from fastdapo.models import TokenizerError
     from fastdapo.runtime.run_lock import RunDirError
+    from fastdapo.runtime.sequence_parallel import SequenceParallelError
     from fastdapo.training.trainer import train as run_training
 
-    user_errors = (ConfigError, DatasetError, CheckpointError, UnsupportedModelError, TokenizerError, RunDirError)
+    user_errors = (
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        UnsupportedModelError,
+        TokenizerError,
+        RunDirError,
+        SequenceParallelError,
+    )
     try:
         result = run_training(cfg)
     except user_errors as e:  # one line

@@ -1,8 +1,11 @@
 """Actor passes: old log-probs (forward only) and the mini-batch DAPO updates.
 
 Token-level loss: every micro-batch's loss is divided by the number of loss tokens of the WHOLE
-mini-batch (all micro-batches, all ranks), and DeepSpeed's own 1/GAS and 1/world scaling are undone,
-so the summed gradient equals the gradient of one big batch.
+mini-batch (all micro-batches, all ranks), and DeepSpeed's own 1/GAS and 1/data-parallel scaling are
+undone, so the summed gradient equals the gradient of one big batch.
+
+Sequence parallelism (S > 1): the S ranks of a group hold the same sequences and each computes 1/S of every
+packed row (:mod:`fastdapo.packing.sequence_shard`), so every loss token is counted on exactly one rank.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fastdapo.actor.ds_engine import gradient_average_degree
 from fastdapo.actor.mismatch import MismatchStats
 from fastdapo.actor.nonfinite import NonFiniteCounter
 from fastdapo.algorithm.sequences import Sequence
 from fastdapo.packing.layouts import MicroBatch
 from fastdapo.packing.packed import scatter_back
 from fastdapo.packing.packer import Packer, PackStats
+from fastdapo.packing.sequence_shard import SequenceShard, shard_micro_batch
 from fastdapo.runtime import distributed as D
+from fastdapo.runtime import sequence_parallel as SP
 
 
 @dataclass
@@ -64,11 +70,13 @@ class UpdateStats:
 
 
 class Actor:
-    def __init__(self, engine, packer: Packer, device: torch.device, max_nonfinite_skips: int = 3):
+    def __init__(self, engine, packer: Packer, device: torch.device, max_nonfinite_skips: int = 3, ulysses=None):
         self.engine = engine
         self.packer = packer
         self.device = device
         self.nonfinite = NonFiniteCounter(max_nonfinite_skips)
+        self.ulysses = ulysses  # the sequence-parallel attention (actor.ulysses) when S > 1, else None
+        self.grad_divisor = gradient_average_degree(engine)
 
     @property
     def policy(self):
@@ -79,8 +87,10 @@ class Actor:
         # Every rank runs the same number of micro-batches, or collectives would hang.
         count = int(D.all_reduce([plan.count], "max")[0])
         mbs = self.packer.pack(seqs, plan, count)
+        if self.ulysses is not None:
+            mbs = [shard_micro_batch(mb, SP.rank(), SP.size(), self.ulysses) for mb in mbs]
         if stats is not None:
-            stats.add(seqs, mbs)
+            stats.add(seqs if SP.rank() == 0 else [], mbs)  # the group's shards add up to each row once
         return mbs
 
     @torch.no_grad()
@@ -91,10 +101,13 @@ class Actor:
         lps, ents = [], []
         for mb in mbs:
             lp, ent = self.engine(mb.to(self.device), score_only=True)
+            if isinstance(mb, SequenceShard):  # whole rows, from the group's shards
+                lp, ent = mb.whole(lp, SP.sum_over_group), mb.whole(ent, SP.sum_over_group)
             lps.append(lp.float().cpu())
             ents.append(ent.float().cpu())
         self.engine.train()
-        return scatter_back(mbs, lps, len(seqs)), scatter_back(mbs, ents, len(seqs))
+        rows = [mb.full if isinstance(mb, SequenceShard) else mb for mb in mbs]
+        return scatter_back(rows, lps, len(seqs)), scatter_back(rows, ents, len(seqs))
 
     def update(self, seqs: list[Sequence], seq_uids: list[int], plans: list[list[set[int]]]) -> UpdateStats:
         """`plans`: per epoch, the mini-batches as sets of prompt uids (identical on every rank)."""
@@ -139,10 +152,11 @@ class Actor:
     ) -> float:
         """Forward/backward of every micro-batch of one mini-batch; returns the global mini-batch loss.
         backward=False: the forward passes only (metrics), leaving gradients and DeepSpeed's counters alone."""
-        world = D.world_size()
-        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0]
-        # Each rank divides by (global tokens / world) because DeepSpeed averages gradients over ranks.
-        norm_t = torch.tensor(max(normalizer, 1.0) / world, device=self.device)
+        div = self.grad_divisor
+        # the S ranks of a sequence-parallel group hold the same sequences: their tokens count once
+        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0] / SP.size()
+        # Each rank divides by (global tokens / div): DeepSpeed sums the ranks' gradients, then divides by div.
+        norm_t = torch.tensor(max(normalizer, 1.0) / div, device=self.device)
         mbs = self.micro_batches(mini, stats.packing if stats is not None else None)
         loss_total = 0.0
         for k, mb in enumerate(mbs):
@@ -156,7 +170,7 @@ class Actor:
                 self.engine.backward(loss, scale_wrt_gas=False)
                 if not last:
                     self.engine.step()  # not a boundary: DeepSpeed only counts the micro-step
-            loss_total = loss_total + loss.detach().float() / world
+            loss_total = loss_total + loss.detach().float() / div
             if stats is not None:
                 # summed on the device; converted once per step in summary() (no sync per micro-batch)
                 m = mb.loss_mask

@@ -11,6 +11,8 @@ import torch
 
 from fastdapo.actor.nonfinite import guard_optimizer, needs_guard
 from fastdapo.config.schema import Config
+from fastdapo.runtime import distributed as D
+from fastdapo.runtime import sequence_parallel as SP
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     return [g for g in groups if g["params"]]  # LoRA adapters are all matrices; DeepSpeed drops empty groups
 
 
-def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, device: torch.device):
+def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, device: torch.device, mpu=None):
+    """``mpu``: the sequence-parallel groups (runtime.sequence_parallel), None without sequence parallelism."""
     import deepspeed
 
     o = cfg.optimizer
@@ -93,8 +96,25 @@ def build_ds_engine(module: torch.nn.Module, cfg: Config, dtype: torch.dtype, de
     if needs_guard(ds_cfg, dtype):  # fp32 ZeRO-0 has no overflow check: the guard checks, clips and skips
         guard_optimizer(opt, float(ds_cfg.get("gradient_clipping", 0.0)))
         ds_cfg = {**ds_cfg, "gradient_clipping": 0.0}
-    engine, _, _, _ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
+    engine, _, _, _ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg, mpu=mpu)
     return engine
+
+
+def gradient_average_degree(engine) -> int:
+    """The count DeepSpeed divides the ranks' summed gradients by, which the loss scale undoes. Without
+    sequence parallelism: every rank. With it (DeepSpeed 0.19): the data-parallel degree (ranks / S) at
+    ZeRO 0-2, but every rank at ZeRO-3, whose reduce-scatter leaves S out (its other, bucketed reduction
+    does not, so reduce_scatter must stay on). The sequence-parallel training tests pin both."""
+    world, sp = D.world_size(), SP.size()
+    stage = engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else 0
+    if sp == 1 or stage == 3:
+        if stage == 3 and sp > 1 and not getattr(engine.optimizer, "reduce_scatter", True):
+            raise SP.SequenceParallelError(
+                "distributed.deepspeed_config sets zero_optimization.reduce_scatter=false, which ZeRO-3 "
+                "averages inconsistently with sequence parallelism; remove it"
+            )
+        return world
+    return world // sp
 
 
 @contextmanager

@@ -102,10 +102,11 @@ def model_logprobs(model: torch.nn.Module, seqs: list[Sequence], temperature: fl
     return out
 
 
-def trainer_logprobs(engine, packer: Packer, seqs: list[Sequence]) -> list[torch.Tensor]:
-    """The trainer's old-log-prob pass: ``engine`` is the policy (a PolicyWithLoss or its DeepSpeed engine)."""
+def trainer_logprobs(engine, packer: Packer, seqs: list[Sequence], ulysses=None) -> list[torch.Tensor]:
+    """The trainer's old-log-prob pass: ``engine`` is the policy (a PolicyWithLoss or its DeepSpeed engine);
+    ``ulysses``: the sequence-parallel attention, when rows are split over ranks (collective then)."""
     device = next(engine.parameters()).device
-    return Actor(engine, packer, device).score(seqs)[0]
+    return Actor(engine, packer, device, ulysses=ulysses).score(seqs)[0]
 
 
 def compare(
@@ -118,7 +119,13 @@ def compare(
 
 
 def check_fidelity(
-    engine, model: torch.nn.Module, packer: Packer, prompts: list[list[int]], temperature: float, model_path: str
+    engine,
+    model: torch.nn.Module,
+    packer: Packer,
+    prompts: list[list[int]],
+    temperature: float,
+    model_path: str,
+    ulysses=None,
 ) -> ProbeRow | None:
     """The train-time probe: raises :class:`FidelityError` (one line) when the trainer's log-probs on a
     couple of sequences differ from the model's own forward."""
@@ -127,7 +134,7 @@ def check_fidelity(
         return None  # no prompt of 4 or more tokens to build a group from
     with torch.random.fork_rng(devices=[]):  # the probe draws nothing, but must not move the run's RNG either way
         ref = model_logprobs(model, seqs, temperature)
-        got = trainer_logprobs(engine, packer, seqs)
+        got = trainer_logprobs(engine, packer, seqs, ulysses)
     dtype = next(model.parameters()).dtype
     row = compare(f"trainer ({type(packer).__name__}) vs model", got, ref, seqs, tolerance(dtype))
     if not row.ok:

@@ -44,6 +44,7 @@ from fastdapo.checkpoint.store import (
 )
 from fastdapo.config import Config, save_config
 from fastdapo.runtime import distributed as D
+from fastdapo.runtime import sequence_parallel as SP
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Checkpointer:
                 "step": step,
                 "world_size": D.world_size(),
                 "zero_stage": self.engine.zero_optimization_stage(),
+                "sequence_parallel_size": SP.size(),
                 "dtype": str(self.cfg.model.dtype),
                 "model_dtype": str(next(self.engine.module.parameters()).dtype).replace("torch.", ""),
                 "engine_tag": ENGINE_TAG,

@@ -47,7 +47,22 @@ def candidates(root: Path, mode: str) -> tuple[list[Path], bool]:
     return [p for _, p in reversed(list_checkpoints(other_root))], False
 
 
-def choose_checkpoint(run_dir: Path, mode: str, world_size: int, zero_stage: int) -> Path | None:
+def sequence_parallel_change(manifest: dict, world_size: int, zero_stage: int, sp_size: int) -> str | None:
+    """Why a checkpoint cannot resume under this run's sequence parallelism, or None. DeepSpeed files the
+    engine state of a sequence-parallel run per group rank (as model-parallel ranks), which its universal
+    conversion would read as tensor-parallel slices: such checkpoints resume only in their own layout."""
+    saved = int(manifest.get("sequence_parallel_size", 1))
+    if saved == sp_size and (saved == 1 or layout_change(manifest, world_size, zero_stage) is None):
+        return None
+    return (
+        f"it was saved with distributed.sequence_parallel_size={saved}, {manifest.get('world_size')} process(es) and "
+        f"ZeRO-{manifest.get('zero_stage')}, and a checkpoint resumes with sequence parallelism only in that same "
+        f"layout; rerun with distributed.sequence_parallel_size={saved}, {manifest.get('world_size')} process(es) "
+        f"and ZeRO-{manifest.get('zero_stage')}, or start anew in another run.output_dir (nothing was written)"
+    )
+
+
+def choose_checkpoint(run_dir: Path, mode: str, world_size: int, zero_stage: int, sp_size: int = 1) -> Path | None:
     """The checkpoint to resume from (None: a fresh start), or CheckpointError naming why not."""
     root = Path(run_dir) / "checkpoints"
     paths, explicit = candidates(root, mode)
@@ -59,6 +74,9 @@ def choose_checkpoint(run_dir: Path, mode: str, world_size: int, zero_stage: int
             log.warning("checkpoint %s is unusable (%s); trying the previous one", path, why)
             continue
         manifest = read_manifest(path)
+        why = sequence_parallel_change(manifest, world_size, zero_stage, sp_size)
+        if why:
+            raise CheckpointError(f"cannot resume from {path}: {why}")
         why = unconvertible(manifest, world_size, zero_stage)
         if why:
             raise CheckpointError(

@@ -123,6 +123,18 @@ def lora_targets_given(c: Config):
         return "model.lora.target_modules: empty; name the modules to adapt, or all-linear"
 
 
+@rule
+def sequence_parallel_attention(c: Config):
+    # Ulysses hands the attention the whole row's cut points; a [T, T] mask (sdpa, eager) cannot be split
+    attn = c.model.attn_implementation
+    if c.distributed.sequence_parallel_size > 1 and attn in ("sdpa", "eager"):
+        return (
+            f"distributed.sequence_parallel_size={c.distributed.sequence_parallel_size} needs "
+            f"model.attn_implementation packed_sdpa, flash_attention_2 or auto, not {attn} (its [T, T] mask "
+            "cannot be split over ranks)"
+        )
+
+
 def check_rules(cfg: Config) -> list[str]:
     """Every violated rule, in declaration order."""
     return [msg for msg in (r(cfg) for r in RULES) if msg]

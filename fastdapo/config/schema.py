@@ -232,6 +232,15 @@ class DistributedConfig:
     deepspeed_config: Optional[str] = field(
         default=None, metadata={"help": "user DeepSpeed JSON merged over the generated one"}
     )
+    sequence_parallel_size: int = field(
+        default=1,
+        metadata=rng(
+            1,
+            1024,
+            help="Ulysses sequence parallelism: S ranks split every packed row (1 = off); data-parallel degree = "
+            "processes / S; needs packed_sdpa or flash attention and head counts divisible by S",
+        ),
+    )
 
 
 @dataclass

@@ -65,6 +65,7 @@ class PlainPacker:
     max_tokens: int
     attn_impl: str = "sdpa"
     pad_token_id: int = 0
+    pad_to_multiple_of: int = 1  # rows split evenly over a sequence-parallel group
 
     def plan(self, seqs: list[Sequence], num_micro_batches: int | None = None) -> PackPlan:
         return PackPlan(plan_micro_batches([len(s) for s in seqs], self.max_tokens, num_micro_batches))
@@ -73,7 +74,12 @@ class PlainPacker:
         if num_micro_batches != plan.count:
             plan = self.plan(seqs, num_micro_batches)
         return make_micro_batches(
-            seqs, self.max_tokens, attn_impl=self.attn_impl, pad_token_id=self.pad_token_id, plan=plan.parts
+            seqs,
+            self.max_tokens,
+            attn_impl=self.attn_impl,
+            pad_token_id=self.pad_token_id,
+            plan=plan.parts,
+            pad_to_multiple_of=self.pad_to_multiple_of,
         )
 
 
@@ -84,6 +90,7 @@ class SharedPromptPacker:
     max_tokens: int
     attn_impl: str = "sdpa"
     pad_token_id: int = 0
+    pad_to_multiple_of: int = 1  # rows split evenly over a sequence-parallel group
 
     def plan(
         self, seqs: list[Sequence], num_micro_batches: int | None = None, bundles: list[Bundle] | None = None
@@ -101,10 +108,11 @@ class SharedPromptPacker:
             pad_token_id=self.pad_token_id,
             bundles=plan.bundles,
             plan=plan.parts,
+            pad_to_multiple_of=self.pad_to_multiple_of,
         )
 
 
-def build_packer(max_tokens: int, attn_impl: str, share_prompts: bool) -> Packer:
+def build_packer(max_tokens: int, attn_impl: str, share_prompts: bool, pad_to_multiple_of: int = 1) -> Packer:
     """``attn_impl``: the model's attention implementation (an unknown one is treated as ``sdpa``,
     whose 4-D mask every attention honours). Shared prompts need an attention that can express a
     shared prefix; flash-attention's varlen kernel cannot, so those models pack sequences plainly."""
@@ -112,5 +120,5 @@ def build_packer(max_tokens: int, attn_impl: str, share_prompts: bool) -> Packer
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     attn = attn_impl if attn_impl in ATTN_IMPLS else "sdpa"
     if share_prompts and attn in SHARED_ATTN_IMPLS:
-        return SharedPromptPacker(max_tokens, attn)
-    return PlainPacker(max_tokens, attn)
+        return SharedPromptPacker(max_tokens, attn, pad_to_multiple_of=pad_to_multiple_of)
+    return PlainPacker(max_tokens, attn, pad_to_multiple_of=pad_to_multiple_of)

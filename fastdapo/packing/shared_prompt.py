@@ -100,6 +100,7 @@ def _pack_bundles(
     pad_token_id: int,
     dtypes: dict[str, torch.dtype],
     device: torch.device,
+    pad_to_multiple_of: int | None = None,
 ) -> SharedPromptBatch:
     # index bookkeeping in plain Python, then one concatenation per tensor (hundreds of tiny ops otherwise)
     ids, targets, masks, fields = [], [], [], {k: [] for k in dtypes}
@@ -131,6 +132,8 @@ def _pack_bundles(
             r_off += r
         off = r_off
     total = max(off, 1)  # an empty micro-batch still runs one padding token
+    if pad_to_multiple_of:
+        total = -(-total // pad_to_multiple_of) * pad_to_multiple_of
     if off < total:
         ids.append(torch.full((total - off,), pad_token_id, dtype=torch.long))
         positions.extend(range(total - off))
@@ -176,6 +179,7 @@ def make_shared_micro_batches(
     pad_token_id: int = 0,
     bundles: list[Bundle] | None = None,
     plan: list[list[int]] | None = None,
+    pad_to_multiple_of: int | None = None,
 ) -> list[SharedPromptBatch]:
     """Like :func:`fastdapo.packing.packed.make_micro_batches`, but the balanced units are prompt
     bundles (``make_bundles(seqs, max_tokens)`` unless given; ``plan`` indexes them) and every
@@ -186,4 +190,7 @@ def make_shared_micro_batches(
     if plan is None:
         plan = plan_micro_batches([len(b) for b in bundles], max_tokens, num_micro_batches)
     dtypes, device = _field_dtypes(seqs), _device(seqs)
-    return [_pack_bundles(seqs, [bundles[j] for j in p], attn_impl, pad_token_id, dtypes, device) for p in plan]
+    return [
+        _pack_bundles(seqs, [bundles[j] for j in p], attn_impl, pad_token_id, dtypes, device, pad_to_multiple_of)
+        for p in plan
+    ]

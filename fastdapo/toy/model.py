@@ -119,10 +119,48 @@ def _sft(
 
 
 def toy_model_dir(cfg: Config) -> Path:
-    """Path of the warm-started toy model: shipped for the default toy run, else built once and cached."""
+    """Path of the warm-started toy model: shipped for the default toy run, else built once and cached.
+    Processes that need the same one at once (the ranks of a launch) build it once: the first holds a lock
+    on the cache directory while it builds, the others wait for it and then find the result."""
     target = Path(cfg.toy.cache_dir) / f"toy-{_cache_key(cfg)}"
+    shipped = SHIPPED / target.name
+    if (shipped / "config.json").exists():
+        return shipped
     if (target / "config.json").exists():
         return target
+    import fcntl
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            _build(cfg, target)
+    return target
+
+
+def _build(cfg: Config, target: Path) -> None:
+    log.info("warm-starting the toy model (%d supervised steps, built once; cached at %s)", cfg.toy.sft_steps, target)
+    tokenizer = build_char_tokenizer()
+    t = cfg.toy
+    train, _ = toy_splits(t.max_operand, t.eval_size)
+    with torch.random.fork_rng(), WarmStartProgress(t.sft_steps, enabled=cfg.run.progress) as progress:
+        # fork_rng: building the cache must not move the run's global RNG (reproducibility)
+        model = tiny_qwen2(len(tokenizer), t.hidden_size, t.layers, t.heads)
+        _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, t.sft_noise, t.sft_format_noise, on_step=progress.step)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
+    # written directly: under a process group transformers' save_pretrained writes weights on rank 0 only,
+    # and whichever rank of a launch takes the lock first builds
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight")  # stored once, under the embedding's name, as transformers does
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier build (no config.json)
+    os.replace(tmp, target)  # atomic: a reader sees the whole directory or none
     shipped = SHIPPED / target.name
     if (shipped / "config.json").exists():
         return shipped
@@ -136,7 +174,16 @@ def toy_model_dir(cfg: Config) -> Path:
         _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, t.sft_noise, t.sft_format_noise, on_step=progress.step)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
-    model.save_pretrained(tmp)
+    # written directly: under a process group transformers' save_pretrained writes weights on rank 0 only,
+    # and whichever rank of a launch takes the lock first builds
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight")  # stored once, under the embedding's name, as transformers does
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(tmp)
     try:
         os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdapo.actor.model_support import check_model_support, choose_attention
+from fastdapo.actor.model_support import check_model_support, choose_attention, model_class
+from fastdapo.actor.ulysses import ULYSSES_ATTN_IMPLS
 from fastdapo.config.schema import Config
 from fastdapo.data.records import PromptRecord
 from fastdapo.packing.attention import PACKED_SDPA, register_attention
+from fastdapo.runtime import sequence_parallel as SP
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -69,15 +71,26 @@ def apply_liger(model: torch.nn.Module, mode: str, device: torch.device) -> bool
     return True
 
 
-def exact_attention(model_dir: str, requested: str, resolved: str) -> str:
-    """``resolved``, or the attention the model's config needs for an exact packed path (read before loading)."""
+def exact_attention(model_dir: str, requested: str, resolved: str, sp_size: int = 1) -> str:
+    """``resolved``, or the attention the model's config needs for an exact packed path; with sequence
+    parallelism, refuses head counts and attentions Ulysses cannot split (all read before loading)."""
     from pathlib import Path
 
     from transformers import AutoConfig
 
     if not (Path(model_dir) / "config.json").exists():
         return resolved  # the loader names the missing file
-    return choose_attention(AutoConfig.from_pretrained(model_dir), requested, resolved)
+    config = AutoConfig.from_pretrained(model_dir)
+    attn = choose_attention(config, requested, resolved)
+    if sp_size > 1:
+        name = model_class(config)
+        SP.check_heads(config, sp_size, name)
+        if attn not in ULYSSES_ATTN_IMPLS:
+            raise SP.SequenceParallelError(
+                f"distributed.sequence_parallel_size={sp_size}: {name} runs {attn} attention here, which Ulysses "
+                f"cannot split; use model.attn_implementation packed_sdpa or flash_attention_2"
+            )
+    return attn
 
 
 def build_workspace(cfg: Config, device: torch.device) -> Workspace:
@@ -88,7 +101,9 @@ def build_workspace(cfg: Config, device: torch.device) -> Workspace:
     dtype = resolve_dtype(cfg.model.dtype, device)
     model_dir = str(toy_model_dir(cfg)) if cfg.model.path == "toy" else cfg.model.path
     requested = cfg.model.attn_implementation
-    attn = exact_attention(model_dir, requested, resolve_attn(requested, device))
+    attn = exact_attention(
+        model_dir, requested, resolve_attn(requested, device), cfg.distributed.sequence_parallel_size
+    )
     model, tokenizer = load_model_and_tokenizer(model_dir, dtype=dtype, attn_implementation=attn)
     # refuses, at load and in one line, what the packed training path would compute inexactly
     check_model_support(model, attn, cfg.data.max_prompt_length + cfg.rollout.max_response_length)

@@ -19,6 +19,7 @@ from fastdapo.actor.ds_engine import build_ds_engine
 from fastdapo.actor.lora import merged_named_weights
 from fastdapo.actor.policy import LossSettings, PolicyWithLoss
 from fastdapo.actor.probe import check_fidelity
+from fastdapo.actor.ulysses import ulysses_attention
 from fastdapo.algorithm.dynamic_sampling import collect, minibatch_plan
 from fastdapo.algorithm.sequences import build_sequences
 from fastdapo.checkpoint.checkpointer import Checkpointer
@@ -33,6 +34,7 @@ from fastdapo.observability.progress import StepProgress, setup_logging
 from fastdapo.observability.runlog import RunLog
 from fastdapo.packing.packer import build_packer
 from fastdapo.runtime import distributed as D
+from fastdapo.runtime import sequence_parallel as SP
 from fastdapo.runtime.run_lock import RunDirError, RunLock
 from fastdapo.runtime.signals import StopSignal
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
@@ -64,6 +66,7 @@ def lock_run_dir(run_dir: Path) -> RunLock | None:
 def train(cfg: Config) -> dict:
     device = D.resolve_device(cfg.run.device)
     D.init_distributed(device, cfg.distributed.backend)
+    SP.init_sequence_parallel(cfg.distributed.sequence_parallel_size)  # refuses an S that does not divide
     setup_logging()
     run_dir = Path(cfg.run.output_dir)
     # Before anything is read or written there: a second run on this directory stops here, in one line.
@@ -78,20 +81,24 @@ def train(cfg: Config) -> dict:
 def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
     seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
     # Decided before anything is written: a checkpoint this run cannot load leaves the directory untouched.
-    resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), cfg.distributed.zero_stage)
+    d = cfg.distributed
+    resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), d.zero_stage, d.sequence_parallel_size)
     review_config_changes(resume_from, cfg)  # shown as a diff; a setting the checkpoint fixes is refused
     runlog = RunLog(run_dir, cfg)  # the optional TensorBoard / W&B sinks fail here, before any heavy work
 
     ws = build_workspace(cfg, device)
     a = cfg.algorithm
     policy = PolicyWithLoss(ws.model, LossSettings.from_config(cfg))
-    engine = build_ds_engine(policy, cfg, resolve_dtype(cfg.model.dtype, device), device)
-    packer = build_packer(a.max_tokens_per_micro_batch, ws.model.config._attn_implementation, a.share_prompts)
-    actor = Actor(engine, packer, device, cfg.run.max_nonfinite_skips)
+    mpu = SP.group_state()  # DeepSpeed's sequence-parallel groups (None for S = 1)
+    engine = build_ds_engine(policy, cfg, resolve_dtype(cfg.model.dtype, device), device, mpu)
+    attn = ws.model.config._attn_implementation
+    # with S > 1, rows are split evenly over the group's ranks and attention runs through Ulysses
+    ulysses = ulysses_attention(ws.model, attn, SP.group()) if SP.size() > 1 else None
+    packer = build_packer(a.max_tokens_per_micro_batch, attn, a.share_prompts, pad_to_multiple_of=SP.size())
+    actor = Actor(engine, packer, device, cfg.run.max_nonfinite_skips, ulysses)
     if cfg.model.check_fidelity:  # a model whose forward the trainer does not reproduce is refused before any rollout
-        check_fidelity(
-            engine, ws.model, packer, [p.prompt_ids for p in ws.train[:8]], cfg.rollout.temperature, ws.model_dir
-        )
+        prompts = [p.prompt_ids for p in ws.train[:8]]  # the same on every rank
+        check_fidelity(engine, ws.model, packer, prompts, cfg.rollout.temperature, ws.model_dir, ulysses)
     rollout = build_rollout_engine(cfg, ws, engine)
     sync = merged_named_weights if cfg.model.lora.rank else None  # an engine's copy gets the adapters merged
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
@@ -112,13 +119,14 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
         save_config(cfg, run_dir / "config.yaml")
     runlog.start(start if ckpt.resumed_from else None)  # cuts metrics/samples back to the checkpoint
     log.info(
-        "model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d",
+        "model %s | %d train / %d eval prompts | %d process(es) on %s | ZeRO-%d | sequence parallel %d",
         ws.model_dir,
         len(ws.train),
         len(ws.eval),
         D.world_size(),
         device.type,
         cfg.distributed.zero_stage,
+        SP.size(),
     )
 
     if ckpt.resumed_from:
@@ -146,8 +154,9 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
                 a.dynamic_sampling,
                 gather=D.all_gather_list,
             )
-            # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses
-            seqs, seq_uids = build_sequences(outcome.kept, a.overlong_filtering)
+            # 4. group advantages broadcast to tokens; overlong filtering masks truncated responses (with
+            #    sequence parallelism, the ranks of a group train on the groups any of them kept)
+            seqs, seq_uids = build_sequences(SP.share(outcome.kept), a.overlong_filtering)
             plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
             # 5. old log-probs, once per rollout step (fused kernel, forward only); a single update per
             #    step is on-policy (ratio 1), so its own forward pass stands in for them

@@ -73,7 +73,12 @@ OLD_TOY_RUN = {
     ),
     "optimizer": dict(lr=5e-4, warmup_steps=2, weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.999),
     "distributed": dict(
-        zero_stage=2, backend="auto", offload_optimizer=False, offload_params=False, deepspeed_config=None
+        zero_stage=2,
+        backend="auto",
+        offload_optimizer=False,
+        offload_params=False,
+        deepspeed_config=None,
+        sequence_parallel_size=1,
     ),
     "run": dict(
         output_dir="runs/toy",
