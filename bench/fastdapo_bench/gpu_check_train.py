@@ -56,7 +56,7 @@ def run_train_check(result: PartResult, device, budget: Budget, cpu: bool, out: 
     result.lines += ["", "Left out, and why:" if notes else "Nothing left out.", *(f"- {n}" for n in notes)]
     result.summary += [f"note: {n}" for n in notes]
     for run in plan.runs:
-        if run.name == "launch" and budget.left() < LAUNCH_MIN_S:
+        if run.name.startswith("launch") and budget.left() < LAUNCH_MIN_S:
             why = f"only {budget.left():.0f} s of the budget left for the 2-process launch"
             result.add(run.name, "started", False, ok=False, detail=why)
             result.summary.append(f"FAIL: {run.name}: not started: {why}")

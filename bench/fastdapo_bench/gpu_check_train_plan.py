@@ -115,7 +115,8 @@ def plan_train(
     has: Callable[[str], bool] = has_module,
     python: str = sys.executable,
 ) -> TrainPlan:
-    """The single-process run, plus a 2-process ZeRO-3 launch when 2+ GPUs are visible."""
+    """The single-process run, plus 2-process launches when 2+ GPUs are visible: ZeRO-3 data parallel, and one
+    sequence-parallel group (distributed.sequence_parallel_size=2)."""
     device_settings, notes = machine_settings(cuda, has)
     base = {
         "run.output_dir": out / "train-run",
@@ -141,6 +142,11 @@ def plan_train(
         plan.runs.append(
             TrainRun("launch", launch + _sets(multi), Path(multi["run.output_dir"]), int(multi["run.steps"]))
         )
+        # the same two GPUs as one sequence-parallel group: every row split in two (Ulysses over NCCL)
+        sp = dict(settings, **{"run.output_dir": str(run_dir.with_name(run_dir.name + "-launch-sp"))})
+        sp["distributed.sequence_parallel_size"] = str(LAUNCH_PROCS)
+        launch_sp = launch[:-1] + [str(free_port())]
+        plan.runs.append(TrainRun("launch-sp", launch_sp + _sets(sp), Path(sp["run.output_dir"]), int(sp["run.steps"])))
     elif cuda:
         notes.append(f"{gpus} CUDA device visible: the {LAUNCH_PROCS}-process ZeRO-3 `fastdapo launch` was not run")
     else:

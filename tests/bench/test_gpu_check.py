@@ -168,10 +168,13 @@ def test_cuda_plan_uses_every_fast_path_that_imports(tmp_path):
     assert s["model.use_liger"] == "on"
     assert s["algorithm.kernel_impl"] == "triton" and s["run.output_dir"] == str(tmp_path / "train-run")
     assert plan.notes == []
-    single, launch = plan.runs
+    single, launch, launch_sp = plan.runs
     assert single.command[:4] == ["python3", "-m", "fastdapo.cli", "train"] and single.steps == 3
     assert launch.command[3:6] == ["launch", "--num-procs", "2"]
     assert "distributed.zero_stage=3" in launch.command and launch.run_dir == tmp_path / "train-run-launch"
+    assert launch_sp.command[3:6] == ["launch", "--num-procs", "2"]
+    assert "distributed.sequence_parallel_size=2" in launch_sp.command
+    assert launch_sp.run_dir == tmp_path / "train-run-launch-sp"
 
 
 def test_cuda_plan_says_what_it_left_out_and_why(tmp_path):

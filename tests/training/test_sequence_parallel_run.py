@@ -1,7 +1,10 @@
 """Ulysses sequence parallelism end to end: `fastdapo launch` with distributed.sequence_parallel_size on CPU."""
 
+import subprocess
+import sys
+
 import pytest
-from toy_run import args, assert_same_trajectory, assert_same_weights, cli, final_weights, free_port, metrics
+from toy_run import args, assert_same_trajectory, assert_same_weights, cli, env, final_weights, free_port, metrics
 
 SP = {"toy.heads": 4, "toy.hidden_size": 32}  # 4 attention heads, 2 key/value heads: S = 2 divides both
 
@@ -83,3 +86,34 @@ def test_an_attention_with_a_row_mask_is_refused_by_the_config():
                "--set", "model.attn_implementation=sdpa")  # fmt: skip
     assert proc.returncode != 0
     assert "needs model.attn_implementation packed_sdpa, flash_attention_2 or auto, not sdpa" in proc.stderr
+
+
+def test_lora_under_sequence_parallelism_follows_one_process(single):
+    root, cache, _, _ = single
+    lora = {"model.lora.rank": 4, "model.lora.alpha": 8, "optimizer.lr": 1e-2}
+    one = cli("train", *args(root / "lora1", cache, **SP, **lora))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch(root / "lora-sp2", cache, 2, **{"distributed.sequence_parallel_size": 2, **lora})
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert_same_trajectory(metrics(root / "lora-sp2"), metrics(root / "lora1"))
+
+
+def test_a_sequence_group_across_two_nodes(single):
+    """Two simulated nodes of one process each: the group's all-to-all crosses the nodes."""
+    root, cache, ref, _ = single
+    out, port = root / "sp-nodes", free_port()
+    common = ["--nnodes", "2", "--num-procs", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    extra = args(out, cache, **SP, **{"distributed.sequence_parallel_size": 2})
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fastdapo.cli", "launch", *common, "--node-rank", str(r), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env(),
+        )
+        for r in (0, 1)
+    ]
+    logs = [p.communicate(timeout=400)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert_same_trajectory(metrics(out), ref)
