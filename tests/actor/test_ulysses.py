@@ -24,11 +24,29 @@ RANK_SCRIPT = textwrap.dedent(
     from fastdapo.toy.model import tiny_qwen2
 
     share, size = sys.argv[1] == "shared", int(sys.argv[2])
+    attn = "packed_sdpa"
     D.init_distributed(torch.device("cpu"))
     SP.init_sequence_parallel(size)
     torch.manual_seed(0)
     model = tiny_qwen2(64, 32, 2, 4, seed=1)  # 4 attention heads, 2 key/value heads
     model.set_attn_implementation(register_attention())
+    if sys.argv[1] == "flash":
+        # flash-attention's contract (the row's cut points in cu_seq_lens / max_length, output [1, T, H, D]),
+        # served by per-sequence SDPA: flash-attn itself needs CUDA
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        from fastdapo.packing.attention import per_sequence_sdpa
+
+        def flash_contract(module, q, k, v, mask, **kw):
+            if "cu_seq_lens_q" not in kw:  # generation: one causal block per row
+                from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+                return sdpa_attention_forward(module, q, k, v, mask, **kw)
+            assert mask is None and kw["max_length_q"] == int(kw["cu_seq_lens_q"].diff().max())
+            assert kw["cu_seq_lens_q"][-1] == q.shape[2]  # the whole row, after the all-to-all
+            return per_sequence_sdpa(module, q, k, v, None, **kw)
+
+        ALL_ATTENTION_FUNCTIONS["flash_attention_2"] = flash_contract
+        model.config._attn_implementation = attn = "flash_attention_2"
     g = torch.Generator().manual_seed(0)
     seqs = []
     for group, (prompt, lens) in enumerate([(5, (3, 9, 1)), (11, (7, 2)), (4, (13,))]):
@@ -40,7 +58,7 @@ RANK_SCRIPT = textwrap.dedent(
             n = len(ids)
             seqs.append(Sequence(ids, mask, advantages=torch.randn(n, generator=g),
                                  old_logprobs=-4.2 + 0.3 * torch.randn(n, generator=g), prompt_len=prompt, group=group))
-    packer = build_packer(10_000, "packed_sdpa", share, pad_to_multiple_of=size)
+    packer = build_packer(10_000, attn, share, pad_to_multiple_of=size)
     mb = packer.pack(seqs, packer.plan(seqs), 1)[0]
     assert type(mb).__name__ == ("SharedPromptBatch" if share else "PackedBatch")
     policy = PolicyWithLoss(model, LossSettings(dual_clip=3.0))
@@ -54,7 +72,7 @@ RANK_SCRIPT = textwrap.dedent(
     model.zero_grad()
 
     # 1/S of the row on each rank of the group
-    shard = shard_micro_batch(mb, SP.rank(), size, ulysses_attention(model, "packed_sdpa", SP.group()))
+    shard = shard_micro_batch(mb, SP.rank(), size, ulysses_attention(model, attn, SP.group()))
     assert shard.input_ids.shape[1] * size == mb.input_ids.shape[1]
     lp, _ = policy(shard, score_only=True)
     whole = shard.whole(lp, SP.sum_over_group)
@@ -106,7 +124,7 @@ def run_ranks(*argv: str, world: int = 2) -> list[str]:
     return outs
 
 
-@pytest.mark.parametrize("layout", ["plain", "shared"])
+@pytest.mark.parametrize("layout", ["plain", "shared", "flash"])
 def test_two_ranks_equal_one(layout):
     outs = run_ranks(layout, "2")
     assert all("OK" in o for o in outs)
