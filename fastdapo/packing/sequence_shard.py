@@ -35,7 +35,7 @@ class SequenceShard(MicroBatch):
 
     full: MicroBatch  # the whole micro-batch (slot order, sequence map)
     slots: torch.Tensor  # [n] int64: this rank's slots, as indices into the whole micro-batch's slots
-    local_pred: torch.Tensor  # [n] int64: the row position predicting each of them, relative to this shard
+    local_pred: torch.Tensor  # [max(n, 1)] int64: the row position predicting each, relative to this shard
     ulysses: object = None  # the attention the backbone routes through (actor.ulysses)
 
     def to(self, device: torch.device) -> SequenceShard:
@@ -56,7 +56,7 @@ class SequenceShard(MicroBatch):
         """This rank's per-slot ``values`` -> the whole micro-batch's ``[N, ...]`` (``sum_over_group`` adds the
         group's ranks' tensors; each slot is non-zero on one rank only, so the sum is exact)."""
         out = values.new_zeros((self.full.targets.shape[0], *values.shape[1:]))
-        out[self.slots] = values
+        out[self.slots] = values[: self.slots.numel()]  # (a shard without slots scored one masked dummy)
         return sum_over_group(out)
 
     def unpack(self, values: torch.Tensor) -> list[torch.Tensor]:
@@ -76,6 +76,12 @@ def shard_micro_batch(mb: MicroBatch, rank: int, size: int, ulysses=None) -> Seq
     pred = predicting_positions(mb)
     slots = ((pred >= lo) & (pred < hi)).nonzero().reshape(-1)
     fields = {k: (v.index_select(0, slots) if (v := getattr(mb, k)) is not None else None) for k in _PER_SLOT}
+    local_pred = pred.index_select(0, slots) - lo
+    if slots.numel() == 0:
+        # a shard that predicts nothing (all prompt, e.g.) still scores one masked slot: every rank's loss must
+        # reach its hidden states, or its backward would skip the all-to-alls its group waits on
+        fields = {k: (v.new_zeros(1) if v is not None else None) for k, v in fields.items()}
+        local_pred = pred.new_zeros(1)
     real = max(0, min(hi, mb.num_tokens) - lo)  # real tokens sit at the front of a packed row
     return SequenceShard(
         input_ids=mb.input_ids[:, lo:hi],
@@ -86,7 +92,7 @@ def shard_micro_batch(mb: MicroBatch, rank: int, size: int, ulysses=None) -> Seq
         attn_impl=mb.attn_impl,
         full=mb,
         slots=slots,
-        local_pred=pred.index_select(0, slots) - lo,
+        local_pred=local_pred,
         ulysses=ulysses,
         **fields,
     )

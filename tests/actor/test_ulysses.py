@@ -23,7 +23,9 @@ RANK_SCRIPT = textwrap.dedent(
     from fastdapo.runtime import sequence_parallel as SP
     from fastdapo.toy.model import tiny_qwen2
 
-    share, size = sys.argv[1] == "shared", int(sys.argv[2])
+    share, size = sys.argv[1] in ("shared", "prompt-shard"), int(sys.argv[2])
+    # prompt-shard: one long shared prompt fills rank 0's half, which then predicts no response token
+    groups = [(40, (2, 3))] if sys.argv[1] == "prompt-shard" else [(5, (3, 9, 1)), (11, (7, 2)), (4, (13,))]
     attn = "packed_sdpa"
     D.init_distributed(torch.device("cpu"))
     SP.init_sequence_parallel(size)
@@ -49,7 +51,7 @@ RANK_SCRIPT = textwrap.dedent(
         model.config._attn_implementation = attn = "flash_attention_2"
     g = torch.Generator().manual_seed(0)
     seqs = []
-    for group, (prompt, lens) in enumerate([(5, (3, 9, 1)), (11, (7, 2)), (4, (13,))]):
+    for group, (prompt, lens) in enumerate(groups):
         p = torch.randint(3, 60, (prompt,), generator=g)
         for r in lens:
             ids = torch.cat([p, torch.randint(3, 60, (r,), generator=g)])
@@ -74,6 +76,8 @@ RANK_SCRIPT = textwrap.dedent(
     # 1/S of the row on each rank of the group
     shard = shard_micro_batch(mb, SP.rank(), size, ulysses_attention(model, attn, SP.group()))
     assert shard.input_ids.shape[1] * size == mb.input_ids.shape[1]
+    if sys.argv[1] == "prompt-shard" and SP.rank() == 0:
+        assert shard.slots.numel() == 0
     lp, _ = policy(shard, score_only=True)
     whole = shard.whole(lp, SP.sum_over_group)
     assert (whole - ref_lp).abs().max() <= 1e-5, (whole - ref_lp).abs().max()
@@ -124,7 +128,7 @@ def run_ranks(*argv: str, world: int = 2) -> list[str]:
     return outs
 
 
-@pytest.mark.parametrize("layout", ["plain", "shared", "flash"])
+@pytest.mark.parametrize("layout", ["plain", "shared", "flash", "prompt-shard"])
 def test_two_ranks_equal_one(layout):
     outs = run_ranks(layout, "2")
     assert all("OK" in o for o in outs)
