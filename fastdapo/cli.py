@@ -42,6 +42,7 @@ BENCH_COMMANDS = {
     "packing": "fastdapo_bench.packing:packing_command",
     "reward-fidelity": "fastdapo_bench.reward_fidelity:reward_fidelity_command",
     "rollout": "fastdapo_bench.rollout:rollout_command",
+    "sequence-parallel": "fastdapo_bench.sequence_parallel:sequence_parallel_command",
 }
 
 
