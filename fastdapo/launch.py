@@ -147,6 +147,7 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
     """
     from fastdapo.config import ConfigError, load_config
     from fastdapo.runtime.run_lock import RunDirError, check_run_dir_free
+    from fastdapo.runtime.sequence_parallel import SequenceParallelError, check_size
 
     train_args = ([config] if config else []) + [a for o in overrides for a in ("--set", o)]
     try:
@@ -155,7 +156,9 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         # takes the lock: another node's launcher may start after the run holds it.
         if not dry_run and node_rank == 0:
             check_run_dir_free(Path(cfg.run.output_dir))
-    except (ConfigError, RunDirError) as e:
+        if not hostfile:  # (a hostfile's slots are counted by DeepSpeed's runner: the ranks check then)
+            check_size(cfg.distributed.sequence_parallel_size, nnodes * num_procs)
+    except (ConfigError, RunDirError, SequenceParallelError) as e:
         raise click.ClickException(str(e)) from None
     report = None if dry_run or hostfile else tempfile.NamedTemporaryFile(prefix="fastdapo-launch-", suffix=".json")
     cmds = build_commands(

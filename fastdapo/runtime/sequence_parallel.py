@@ -21,16 +21,19 @@ class SequenceParallelError(ValueError):
     """A sequence-parallel setting this run cannot honour; the message is one line naming the key."""
 
 
-def init_sequence_parallel(size: int):
-    """Create the groups (collective: every rank calls it once, after the process group is up); returns
-    the ``mpu`` object for ``deepspeed.initialize``, or None for S = 1."""
-    global _SIZE
-    world = D.world_size()
+def check_size(size: int, world: int) -> None:
     if size < 1 or world % size:
         raise SequenceParallelError(
             f"distributed.sequence_parallel_size={size} does not divide the {world} process(es) of this run; "
             f"use a divisor of {world} (or launch a multiple of {size} processes)"
         )
+
+
+def init_sequence_parallel(size: int):
+    """Create the groups (collective: every rank calls it once, after the process group is up); returns
+    the ``mpu`` object for ``deepspeed.initialize``, or None for S = 1."""
+    global _SIZE
+    check_size(size, D.world_size())
     if size == 1:
         _SIZE = 1
         return None
