@@ -9,6 +9,10 @@ from fastdapo.config.rules import RULES
 
 # override(s) -> start of the one-line error
 BAD = [
+    (
+        ["distributed.sequence_parallel_size=2", "model.attn_implementation=sdpa"],
+        "distributed.sequence_parallel_size=2 needs model.attn_implementation packed_sdpa, flash_attention_2 or auto",
+    ),
     (["algorithm.eps_hgh=0.3"], "unknown key 'algorithm.eps_hgh' (did you mean 'algorithm.eps_high'?)"),
     (["algorithmm.eps_high=0.3"], "unknown key 'algorithmm'"),
     (["model.toy_layers=3"], "unknown key 'model.toy_layers'"),
@@ -94,6 +98,7 @@ def test_every_rule_is_reached_by_the_table():
         "toy_model_context": "rollout.max_response_length",
         "toy_heads_shape": "toy.heads",
         "lora_targets_given": "model.lora.target_modules",
+        "sequence_parallel_attention": "distributed.sequence_parallel_size",
     }
     assert {r.__name__ for r in RULES} == set(keys)
     assert all(k in messages for k in keys.values())
