@@ -119,6 +119,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
     from fastdapo.checkpoint.store import CheckpointError
     from fastdapo.data import DatasetError
     from fastdapo.models import TokenizerError
+    from fastdapo.rollout.generator_process import GeneratorError
     from fastdapo.runtime.run_lock import RunDirError
     from fastdapo.runtime.sequence_parallel import SequenceParallelError
     from fastdapo.training.trainer import train as run_training
@@ -131,6 +132,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
         TokenizerError,
         RunDirError,
         SequenceParallelError,
+        GeneratorError,
     )
     try:
         result = run_training(cfg)

@@ -17,6 +17,15 @@ from fastdapo.packing.layouts import MicroBatch
 from fastdapo_kernels import fused_linear_dapo_loss, linear_logprobs
 
 
+def resolved_correction(cfg: Config) -> str:
+    """``algorithm.rollout_correction`` with ``auto`` decided: asynchronous rollouts are off-policy by up to
+    ``rollout.max_staleness`` updates, so their behaviour policy (the engine's log-probs) is corrected for."""
+    mode = cfg.algorithm.rollout_correction
+    if mode == "auto":
+        return "tis" if cfg.rollout.max_staleness >= 1 else "none"
+    return mode
+
+
 @dataclass
 class LossSettings:
     """The loss's knobs, passed as they are to the fused kernel (validated by the config loader and the
@@ -42,7 +51,7 @@ class LossSettings:
             cfg.rollout.temperature,
             a.kernel_impl,
             a.log_ratio_bound,
-            a.rollout_correction,
+            resolved_correction(cfg),
             a.rollout_correction_cap,
         )
 

@@ -146,6 +146,19 @@ class RolloutConfig:
         ),
     )
     tensor_parallel_size: int = field(default=1, metadata=rng(1, 64, help="vLLM tensor parallel size"))
+    max_staleness: int = field(
+        default=0,
+        metadata=rng(
+            0,
+            64,
+            help="asynchronous rollouts: 0 = generate, then train (synchronous); k >= 1 = a generator process samples "
+            "while the actor trains, and a sample is used only while its policy is at most k updates old",
+        ),
+    )
+    generator_threads: int = field(
+        default=0,
+        metadata=rng(0, 1024, help="CPU threads of the generator process (max_staleness >= 1); 0 = half of the cores"),
+    )
 
 
 @dataclass
@@ -162,12 +175,14 @@ class AlgorithmConfig:
     )
     reward: str = field(default="dapo", metadata=choice("dapo", "math_verify", help="reward function by name"))
     rollout_correction: str = field(
-        default="none",
+        default="auto",
         metadata=choice(
+            "auto",
             "none",
             "tis",
             "mis",
-            help="engine/trainer mismatch correction: tis = truncated, mis = masked importance weights",
+            help="engine/trainer mismatch correction: tis = truncated, mis = masked importance weights; "
+            "auto = tis with asynchronous rollouts (rollout.max_staleness >= 1), else none",
         ),
     )
     rollout_correction_cap: float = field(

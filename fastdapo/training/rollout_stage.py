@@ -49,11 +49,20 @@ def sampling_params(cfg: Config, evaluation: bool = False) -> SamplingParams:
     return SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_response_length)
 
 
+def prompt_seeds(prompts: list[PromptRecord], cfg: Config) -> list[int] | None:
+    return [cfg.run.seed * 1_000_003 + p.uid for p in prompts] if cfg.rollout.seed_per_prompt else None
+
+
 def generate_and_score(engine: RolloutEngine, prompts: list[PromptRecord], cfg: Config, timer) -> list[Group]:
     params = sampling_params(cfg)
     with timer("rollout"):
-        seeds = [cfg.run.seed * 1_000_003 + p.uid for p in prompts] if cfg.rollout.seed_per_prompt else None
-        gens = engine.generate([p.prompt_ids for p in prompts], params, seeds=seeds)
+        gens = engine.generate([p.prompt_ids for p in prompts], params, seeds=prompt_seeds(prompts, cfg))
+    return score_groups(prompts, gens, cfg, timer)
+
+
+def score_groups(prompts: list[PromptRecord], gens: list, cfg: Config, timer) -> list[Group]:
+    """Rewards (with overlong shaping) for ``rollout.n`` generations per prompt, in prompt order."""
+    params = sampling_params(cfg)
     a = cfg.algorithm
     with timer("reward"):
         results = score_batch(

@@ -6,6 +6,7 @@ rollout -> reward -> dynamic-sampling filter -> advantage -> pack -> old log-pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ from fastdapo.runtime import distributed as D
 from fastdapo.runtime import sequence_parallel as SP
 from fastdapo.runtime.run_lock import RunDirError, RunLock
 from fastdapo.runtime.signals import StopSignal
+from fastdapo.training.async_rollout import AsyncEngine, AsyncRollout, StreamPosition
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
 
@@ -72,13 +74,27 @@ def train(cfg: Config) -> dict:
     # Before anything is read or written there: a second run on this directory stops here, in one line.
     lock = lock_run_dir(run_dir)
     try:
-        return _train(cfg, device, run_dir)
+        with contextlib.ExitStack() as cleanup:  # a generator process ends with the run, however it ends
+            return _train(cfg, device, run_dir, cleanup)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
+def sampling_rounds(cfg: Config, stream, engine, source: AsyncRollout | None, timer):
+    """(next_prompts, rollout) for dynamic sampling: synchronous rounds generate now; asynchronous ones take
+    the generator's oldest finished request."""
+    if source is None:
+        return stream.next, lambda prompts: generate_and_score(engine, prompts, cfg, timer)
+
+    def next_prompts(n):
+        with timer("rollout"):  # the actor's wait for samples
+            return source.next_prompts(n)
+
+    return next_prompts, lambda prompts: source.rollout(prompts, timer)
+
+
+def _train(cfg: Config, device: torch.device, run_dir: Path, cleanup: contextlib.ExitStack) -> dict:
     seed_everything(cfg.run.seed * 1000 + D.rank())  # ranks sample different responses
     # Decided before anything is written: a checkpoint this run cannot load leaves the directory untouched.
     d = cfg.distributed
@@ -99,12 +115,14 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
     if cfg.model.check_fidelity:  # a model whose forward the trainer does not reproduce is refused before any rollout
         prompts = [p.prompt_ids for p in ws.train[:8]]  # the same on every rank
         check_fidelity(engine, ws.model, packer, prompts, cfg.rollout.temperature, ws.model_dir, ulysses)
-    rollout = build_rollout_engine(cfg, ws, engine)
+    asynchronous = cfg.rollout.max_staleness >= 1  # a generator process (built after the resume) samples
+    rollout = None if asynchronous else build_rollout_engine(cfg, ws, engine)
     sync = merged_named_weights if cfg.model.lora.rank else None  # an engine's copy gets the adapters merged
     stream = PromptStream(ws.train, cfg.run.seed, cfg.data.shuffle, D.rank(), D.world_size())
+    position = StreamPosition(stream) if asynchronous else None  # saved: the oldest request not trained on
     rng = random.Random(cfg.run.seed)  # mini-batch shuffles
     components = {
-        "stream": stream,
+        "stream": position or stream,
         "shuffle_rng": ShuffleRNG(rng),
         "nonfinite": actor.nonfinite,
         "rng": GlobalRNG(),
@@ -112,7 +130,11 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
     assets = HFAssets(ws.model.config, ws.tokenizer, getattr(ws.model, "generation_config", None))
     ckpt = Checkpointer(run_dir, cfg, engine, components, assets)
     start = ckpt.resume(resume_from)  # weights, optimizer, LR schedule, prompt stream, every RNG
-    if ckpt.resumed_from:
+    source = None
+    if asynchronous:  # starts from the weights just restored; ended by `cleanup` whatever happens next
+        source = cleanup.enter_context(contextlib.closing(AsyncRollout(cfg, ws, position, ws.model, sync)))
+        rollout = AsyncEngine(source)  # evaluation runs on the generator too, with the newest weights
+    elif ckpt.resumed_from:
         rollout.update_weights(ws.model, sync)  # an engine with its own copy (vLLM) samples from the restored weights
     if D.is_main():  # the run is known to proceed: only now are the earlier run's files replaced
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +168,7 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
             t0 = time.perf_counter()
             # 1-3. rollout + reward, repeated until enough informative groups survive the filter
             outcome = collect(
-                stream.next,
-                lambda ps, timer=timer: generate_and_score(rollout, ps, cfg, timer),
+                *sampling_rounds(cfg, stream, rollout, source, timer),
                 a.train_batch_size,
                 a.gen_batch_size,
                 a.max_num_gen_batches,
@@ -159,8 +180,9 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
             seqs, seq_uids = build_sequences(SP.share(outcome.kept), a.overlong_filtering)
             plans = [minibatch_plan(outcome.kept_uids, a.mini_batch_size, rng) for _ in range(a.ppo_epochs)]
             # 5. old log-probs, once per rollout step (fused kernel, forward only); a single update per
-            #    step is on-policy (ratio 1), so its own forward pass stands in for them
-            on_policy = a.ppo_epochs == 1 and len(plans[0]) <= 1
+            #    step is on-policy (ratio 1), so its own forward pass stands in for them, unless the samples
+            #    come from an older policy (asynchronous): then they are the proximal policy to clip against
+            on_policy = a.ppo_epochs == 1 and len(plans[0]) <= 1 and source is None
             rollout_policy: dict = {}
             if not on_policy:
                 with timer("old_logprobs"):
@@ -179,8 +201,12 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
             # 6-7. mini-batch updates with the token-level DAPO loss; DeepSpeed optimizer steps
             with timer("train"):
                 upd = actor.update(seqs, seq_uids, plans)
-            # 8. weight sync (free for the HF engine, which shares the actor's parameters)
-            rollout.update_weights(ws.model, sync)
+            # 8. weight sync (free for the engines that share the actor's parameters; to the generator process
+            #    when asynchronous, which swaps them in before its next request)
+            if source is not None:
+                source.push()
+            else:
+                rollout.update_weights(ws.model, sync)
 
             step_time = time.perf_counter() - t0
             tokens = D.all_reduce(
@@ -192,6 +218,7 @@ def _train(cfg: Config, device: torch.device, run_dir: Path) -> dict:
                 **upd.summary(),
                 **rollout_policy,
                 **timing_metrics(timer, step_time, tokens),
+                **(source.step_metrics() if source is not None else {}),
             }
             if not outcome.kept_uids:
                 log.warning("step %d: no informative group was collected; the update was skipped", step)

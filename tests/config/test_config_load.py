@@ -46,6 +46,8 @@ OLD_TOY_RUN = {
         eval_top_p=1.0,
         gpu_memory_utilization=None,
         tensor_parallel_size=1,
+        max_staleness=0,
+        generator_threads=0,
     ),
     "algorithm": dict(
         eps_low=0.2,
@@ -68,7 +70,7 @@ OLD_TOY_RUN = {
         reward_workers=0,
         log_ratio_bound=20.0,
         reward="dapo",
-        rollout_correction="none",
+        rollout_correction="auto",
         rollout_correction_cap=2.0,
     ),
     "optimizer": dict(lr=5e-4, warmup_steps=2, weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.999),

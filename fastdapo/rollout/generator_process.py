@@ -1,0 +1,212 @@
+"""A rollout engine in a process of its own, for asynchronous rollouts (``rollout.max_staleness`` >= 1).
+
+The trainer sends requests (prompts, sampling settings, seeds) over a pipe and weights over a process group
+of their own (:mod:`fastdapo.rollout.weight_transfer`); the generator answers each request with its
+generations and the policy version that produced them. It loads new weights only between requests.
+
+The child ignores SIGINT/SIGTERM (the trainer decides when it stops, after its checkpoint), and the kernel
+kills it if the trainer dies (PR_SET_PDEATHSIG), so no generator outlives its trainer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from fastdapo.rollout.base import Generation, SamplingParams
+from fastdapo.rollout.weight_transfer import BUCKET_BYTES, Entry
+
+
+class GeneratorError(RuntimeError):
+    """The generator process failed or ended; the message is one line naming it."""
+
+
+@dataclass
+class GeneratorSpec:
+    engine: str  # torch | hf | vllm
+    model_dir: str
+    dtype: str  # torch dtype name, e.g. "float32"
+    attn: str  # the attention generation runs (the trainer's packed_sdpa generates through plain sdpa)
+    threads: int
+    host: str
+    port: int
+    layout: list[Entry]
+    seed: int = 0
+    bucket_bytes: int = BUCKET_BYTES  # the sender's: both ends cut the layout into the same buckets
+    engine_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    id: int
+    prompts: list[list[int]]
+    params: SamplingParams
+    seeds: list[int] | None = None
+    min_version: int | None = None  # wait for at least this version first (evaluation)
+
+
+@dataclass
+class Result:
+    id: int
+    version: int  # the policy version that generated every response of the request
+    generations: list[Generation]
+    idle_s: float  # waiting for this request
+    load_s: float  # swapping in new weights before it
+    generate_s: float
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the trainer's close() and the pipe's EOF still end it
+        pass
+
+
+def _build_engine(spec: GeneratorSpec):
+    import torch
+
+    from fastdapo.models import load_model_and_tokenizer
+    from fastdapo.rollout.registry import build_engine
+
+    dtype = getattr(torch, spec.dtype)
+    if spec.engine == "vllm":
+        from fastdapo.models import load_tokenizer
+
+        tok = load_tokenizer(spec.model_dir)
+        engine = build_engine("vllm", model_path=spec.model_dir, tokenizer=tok, dtype=spec.dtype, **spec.engine_kwargs)
+
+        def load(views):
+            engine.update_weights(None, weights=lambda _model, _chunk: iter(views))
+
+        return engine, load
+    model, tok = load_model_and_tokenizer(spec.model_dir, dtype=dtype, attn_implementation=spec.attn)
+    model.config.use_cache = True
+    params = dict(model.named_parameters(remove_duplicate=False))
+    engine = build_engine(spec.engine, model=model, tokenizer=tok, **spec.engine_kwargs)
+
+    @torch.no_grad()
+    def load(views):
+        for name, t in views:
+            params[name].copy_(t)
+
+    return engine, load
+
+
+def generator_main(conn, spec: GeneratorSpec) -> None:
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    _die_with_parent()
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(k, None)  # a standalone engine, not a member of the trainer's process group
+    import torch
+
+    from fastdapo.rollout.weight_transfer import WeightReceiver
+
+    torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    try:
+        receiver = WeightReceiver(spec.host, spec.port, spec.layout, spec.bucket_bytes)
+        engine, load = _build_engine(spec)
+        conn.send("ready")
+        while True:
+            t0 = time.perf_counter()
+            req = conn.recv()
+            if req is None:
+                break
+            t1 = time.perf_counter()
+            receiver.take(load, at_least=req.min_version if req.min_version is not None else 0)
+            t2 = time.perf_counter()
+            gens = engine.generate(req.prompts, req.params, seeds=req.seeds)
+            t3 = time.perf_counter()
+            conn.send(Result(req.id, receiver.loaded, gens, idle_s=t1 - t0, load_s=t2 - t1, generate_s=t3 - t2))
+    except EOFError:  # the trainer closed the pipe
+        pass
+    except BaseException as e:
+        try:
+            conn.send(("error", f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
+    finally:
+        close = getattr(locals().get("engine"), "close", None)
+        if close is not None:
+            close()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+class GeneratorProcess:
+    """Trainer side: the child process, its pipe, and death detection."""
+
+    def __init__(self, spec: GeneratorSpec, start_timeout_s: float = 600.0):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=generator_main, args=(child, spec), name="fastdapo-generator", daemon=True)
+        self.proc.start()
+        child.close()
+        self.start_timeout_s = start_timeout_s
+
+    def wait_ready(self, on_wait=None) -> None:
+        msg = self.recv(self.start_timeout_s, on_wait)
+        if msg != "ready":
+            raise GeneratorError(f"rollout generator process (pid {self.proc.pid}) did not start: {msg!r}")
+
+    def send(self, req: Request) -> None:
+        try:
+            self.conn.send(req)
+        except OSError:
+            raise self._ended() from None
+
+    def recv(self, timeout_s: float | None = None, on_wait=None):
+        """The next message; GeneratorError if the process ended or reported an error. ``on_wait`` runs every
+        second while waiting (the trainer checks its own stop signal there)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.conn.poll(1.0):
+            if not self.proc.is_alive():
+                raise self._ended()
+            if on_wait is not None:
+                on_wait()
+            if deadline is not None and time.monotonic() > deadline:
+                pid = self.proc.pid
+                raise GeneratorError(f"rollout generator process (pid {pid}) sent nothing in {timeout_s:.0f} s")
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            raise self._ended() from None
+        if isinstance(msg, tuple) and msg and msg[0] == "error":
+            self.proc.join(5)
+            raise GeneratorError(f"rollout generator process (pid {self.proc.pid}) failed: {msg[1]}")
+        return msg
+
+    def _ended(self) -> GeneratorError:
+        self.proc.join(5)
+        return GeneratorError(
+            f"rollout generator process (pid {self.proc.pid}) ended: {describe_exit(self.proc.exitcode)}"
+        )
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Ask it to stop; terminate, then kill, if it does not."""
+        if self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(timeout_s)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
