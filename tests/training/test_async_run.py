@@ -109,3 +109,19 @@ def test_two_processes_with_their_generators(tmp_path, cache):
     assert [m["step"] for m in got] == [1, 2, 3] and all(m["async/staleness_max"] <= 1 for m in got)
     pids = [int(p) for p in re.findall(r"generator process \(pid (\d+)", proc.stdout + proc.stderr)]
     assert pids and all(gone(p) for p in pids)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_the_generator_samples_from_the_actor_weights_exactly(tmp_path, cache, stage):
+    """A resumed run's first step trains on samples of its version 0 (staleness 0), which are trained weights,
+    not the ones on disk the generator loaded: the engine's log-probs of the sampled tokens must equal the
+    actor's own (the transfer is exact, ZeRO-3's gathering included)."""
+    out = tmp_path / "run"
+    settings = {**ASYNC, "distributed.zero_stage": stage, "run.save_every": 1}
+    first = cli("train", *args(out, cache, **settings, **{"run.steps": 1}))
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = cli("train", *args(out, cache, **settings, **{"run.steps": 2}), "--resume", "auto")
+    assert more.returncode == 0, more.stderr[-3000:]
+    step2 = metrics(out)[-1]
+    assert step2["step"] == 2 and step2["async/staleness_max"] == 0
+    assert step2["rollout_corr/logp_abs_diff_max"] <= 1e-5, step2["rollout_corr/logp_abs_diff_max"]
