@@ -43,6 +43,20 @@ PANELS = [
     ),
 ]
 PANEL_TITLES = [t for t, _ in PANELS]
+# runs with asynchronous rollouts (rollout.max_staleness >= 1) get one more panel
+ASYNC_PANEL = (
+    "async: staleness and waits",
+    [
+        ("async/staleness_mean", "mean staleness (updates)", "left"),
+        ("async/dropped_stale", "groups dropped as stale", "left"),
+        ("async/actor_wait_s", "actor waited for samples (s)", "right"),
+        ("async/generator_wait_s", "generator waited (s)", "right"),
+    ],
+)
+
+
+def panels_for(rows: list[dict]) -> list:
+    return PANELS + ([ASYNC_PANEL] if any("async/staleness_mean" in r for r in rows) else [])
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -75,8 +89,12 @@ def make_figure(rows: list[dict], title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 3, figsize=(17, 12), squeeze=False)
-    for ax, (name, curves) in zip(axes.flat, PANELS):
+    panels = panels_for(rows)
+    nrows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(nrows, 3, figsize=(17, 4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (name, curves) in zip(axes.flat, panels):
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -62,4 +62,9 @@ class StepProgress:
         )
         if "rollout_corr/kl" in m:  # engine vs trainer: should stay near 0 with a matching engine
             info += f"  |dlogp| {m['rollout_corr/logp_abs_diff_mean']:.3g}  kl {m['rollout_corr/kl']:.2g}"
+        if "async/staleness_mean" in m:  # asynchronous rollouts: how old the samples were, who waited
+            info += (
+                f"  stale {m['async/staleness_mean']:.1f} (dropped {m['async/dropped_stale']:.0f})"
+                f"  wait actor {m['async/actor_wait_s']:.1f}s gen {m['async/generator_wait_s']:.1f}s"
+            )
         self._progress.update(self._task, advance=1, info=info)

@@ -91,3 +91,15 @@ def test_plot_command_writes_a_png(tmp_path):
 def test_plot_command_without_metrics_fails_clearly(tmp_path):
     res = CliRunner().invoke(main, ["plot", str(tmp_path)])
     assert res.exit_code != 0 and "metrics.jsonl not found" in res.output
+
+
+def test_an_asynchronous_run_gets_its_panel(tmp_path):
+    rows = write_run(tmp_path / "run")
+    assert "async: staleness and waits" not in titles(make_figure(rows))
+    for r in rows[1:]:
+        r.update({"async/staleness_mean": 0.5, "async/dropped_stale": 0, "async/actor_wait_s": 0.2,
+                  "async/generator_wait_s": 0.1})  # fmt: skip
+    fig = make_figure(rows)
+    assert titles(fig) == [*PANEL_TITLES, "async: staleness and waits"]
+    panel = next(ax for ax in fig.axes if ax.get_title() == "async: staleness and waits")
+    assert len(panel.lines) == 2  # the waits are on the twin axis
