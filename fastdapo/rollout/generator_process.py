@@ -35,6 +35,7 @@ class GeneratorSpec:
     port: int
     layout: list[Entry]
     seed: int = 0
+    parent: int = 0  # the trainer's pid
     bucket_bytes: int = BUCKET_BYTES  # the sender's: both ends cut the layout into the same buckets
     engine_kwargs: dict = field(default_factory=dict)
 
@@ -58,13 +59,15 @@ class Result:
     generate_s: float
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the trainer's close() and the pipe's EOF still end it
         pass
+    if os.getppid() != parent:  # the trainer died while this process was still starting: too late for the signal
+        os._exit(1)
 
 
 def _build_engine(spec: GeneratorSpec):
@@ -100,7 +103,7 @@ def _build_engine(spec: GeneratorSpec):
 def generator_main(conn, spec: GeneratorSpec) -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(spec.parent)
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(k, None)  # a standalone engine, not a member of the trainer's process group
     import torch
@@ -150,6 +153,7 @@ class GeneratorProcess:
     """Trainer side: the child process, its pipe, and death detection."""
 
     def __init__(self, spec: GeneratorSpec, start_timeout_s: float = 600.0):
+        spec.parent = os.getpid()
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=generator_main, args=(child, spec), name="fastdapo-generator", daemon=True)

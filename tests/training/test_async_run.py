@@ -125,3 +125,25 @@ def test_the_generator_samples_from_the_actor_weights_exactly(tmp_path, cache, s
     step2 = metrics(out)[-1]
     assert step2["step"] == 2 and step2["async/staleness_max"] == 0
     assert step2["rollout_corr/logp_abs_diff_max"] <= 1e-5, step2["rollout_corr/logp_abs_diff_max"]
+
+
+def test_a_killed_trainer_takes_its_generator_along(tmp_path, cache):
+    out, log = tmp_path / "run", tmp_path / "train.log"
+    cmd = [sys.executable, "-m", "fastdapo.cli", "train", *args(out, cache, **ASYNC, **{"run.steps": 50})]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env())
+    try:
+        deadline = time.time() + 300
+        while "generator process (pid" not in log.read_text() and time.time() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        pid = generator_pid(log.read_text())
+        proc.kill()
+        proc.wait(30)
+        deadline = time.time() + 30
+        while not gone(pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert gone(pid), f"generator {pid} outlived its trainer"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
