@@ -12,6 +12,16 @@ Each framework runs in its own subprocess with the same thread count (``OMP_NUM_
 ``torch.set_num_threads``); the first step of each is a warm-up and is not counted. A step is
 rollout + reward + advantages + (fastdapo: old log-probs) + forward/backward + optimizer step.
 
+fastdapo can run in several variants in one invocation (``--fastdapo-variants sync,async1``): ``sync`` is
+the synchronous loop (row ``fastdapo``); ``asyncK`` sets ``rollout.max_staleness=K`` (row
+``fastdapo-asyncK``): a generator process samples while the actor trains, and the same thread budget is
+split between them (``--generator-threads`` for the generator, the rest for the trainer). For every
+fastdapo row the overlap of generation and the actor's work is reported: ``gen`` is the time spent
+generating the step's samples (sync: ``time/rollout``; async: the generator's own ``async/generate_s``),
+``actor`` is the step minus the actor's wait for samples (``time/rollout``), and over the means of the
+timed steps ``overlap = (gen + actor - step) / min(gen, actor)`` (0 = serial, 1 = the shorter one fully
+hidden) and ``step / max(gen, actor)`` (1 = the step takes no longer than the longer of the two).
+
 Run: ``python -m fastdapo_bench.e2e`` or ``fastdapo bench e2e``; writes ``e2e.csv``, ``e2e.md`` and
 ``e2e_steps.csv`` to ``--out``.
 """
@@ -30,9 +40,10 @@ from pathlib import Path
 
 import click
 
-__all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_model_dir"]
+__all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_model_dir", "parse_variants"]
 
 FRAMEWORKS = ("fastdapo", "trl")
+MODELS = ("toy", "3M", "30M")  # the built-in warm-started toy model, or a random-init Qwen2 of bench rollout
 _RANK_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -73,13 +84,36 @@ def default_model_dir() -> Path:
     return toy_model_dir(load_config(None)).resolve()
 
 
+def parse_variants(text: str) -> list[int]:
+    """``sync,async1`` -> [0, 1]: the rollout.max_staleness of each fastdapo variant, in order."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if part == "sync":
+            k = 0
+        elif part.startswith("async") and part[5:].isdigit() and int(part[5:]) >= 1:
+            k = int(part[5:])
+        else:
+            raise click.BadParameter(f"unknown fastdapo variant {part!r} (sync, or asyncK with K >= 1: async1, async2)")
+        if k in out:
+            raise click.BadParameter(f"fastdapo variant {part!r} given twice")
+        out.append(k)
+    if not out:
+        raise click.BadParameter("no fastdapo variant given")
+    return out
+
+
+def variant_name(max_staleness: int) -> str:
+    return "fastdapo" if max_staleness == 0 else f"fastdapo-async{max_staleness}"
+
+
 # ---- harness ----
 
 
-def _run_worker(framework: str, spec: dict, timeout_s: float | None) -> dict:
+def _run_worker(name: str, framework: str, spec: dict, timeout_s: float | None) -> dict:
+    """``name`` is the run (a fastdapo variant or trl), ``framework`` the worker module that runs it."""
     work = Path(spec["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
-    spec_path, result_path = work / f"{framework}.spec.json", work / f"{framework}.result.json"
+    spec_path, result_path = work / f"{name}.spec.json", work / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     threads = str(spec["threads"])
     # Each worker is a single process: a rank layout left in this process's environment (by a launcher,
@@ -94,7 +128,7 @@ def _run_worker(framework: str, spec: dict, timeout_s: float | None) -> dict:
         # the workers import exactly what this process imports (a checkout, an editable or a wheel install)
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
-    log_path = work / f"{framework}.log"
+    log_path = work / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.run(
             [sys.executable, "-m", f"fastdapo_bench.e2e_{framework}", str(spec_path), str(result_path)],
@@ -106,7 +140,7 @@ def _run_worker(framework: str, spec: dict, timeout_s: float | None) -> dict:
         )
     if proc.returncode != 0 or not result_path.exists():
         tail = log_path.read_text()[-3000:]
-        raise click.ClickException(f"{framework} run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+        raise click.ClickException(f"{name} run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
     return json.loads(result_path.read_text())
 
 
@@ -148,7 +182,49 @@ def summarize(result: dict, spec: dict) -> dict:
         if timed and key in timed[0]:
             v = _median(s.get(key) for s in timed)
             row["median_" + key.split("/")[1] + "_s"] = round(v, 4) if v is not None else None
+    if timed and "gen_s" in timed[0]:  # fastdapo: generation against the actor's own work, and their overlap
+        row.update(overlap(timed))
+    if "max_staleness" in result:  # a fastdapo variant
+        row["max_staleness"] = result["max_staleness"]
+    if result.get("max_staleness"):
+        row["trainer_threads"] = result.get("trainer_threads")
+        row["generator_threads"] = result.get("generator_threads")
+        keys = (
+            "gen_s",
+            "async/actor_wait_s",
+            "async/generator_wait_s",
+            "async/weight_transfer_s",
+            "async/staleness_mean",
+        )
+        for key in keys:
+            row["median_" + key.split("/")[-1]] = _round(_median(s.get(key) for s in timed))
+        row["dropped_stale"] = sum(s.get("async/dropped_stale") or 0 for s in timed)
     return row
+
+
+def _round(v, digits: int = 4):
+    return None if v is None else round(v, digits)
+
+
+def overlap(steps: list[dict]) -> dict:
+    """Means over the steps of the step, its generation and the actor's work, and their overlap.
+
+    overlap_eff = (gen + actor - step) / min(gen, actor): 0 when one follows the other, 1 when the shorter is
+    hidden behind the longer; step_over_bound = step / max(gen, actor): 1 = the step takes no longer than
+    the longer of the two. Taken over the means, not per step: an asynchronous request is generated while
+    the previous step trains, so one step's figures need not add up, while the sums over steps do.
+    """
+    steps = [s for s in steps if s.get("gen_s") is not None and s.get("actor_s") is not None]
+    if not steps:
+        return {}
+    step, gen, actor = (statistics.mean(s[k] for s in steps) for k in ("time/step", "gen_s", "actor_s"))
+    return {
+        "mean_step_s": round(step, 4),
+        "mean_gen_s": round(gen, 4),
+        "mean_actor_s": round(actor, 4),
+        "overlap_eff": round((gen + actor - step) / min(gen, actor), 3) if min(gen, actor) > 0 else None,
+        "step_over_bound": round(step / max(gen, actor), 3) if max(gen, actor) > 0 else None,
+    }
 
 
 def run_e2e(
@@ -165,19 +241,47 @@ def run_e2e(
     lr: float = 2e-4,
     rounds: int = 1,
     frameworks=FRAMEWORKS,
+    fastdapo_variants: str | list[int] = "sync",
+    generator_threads: int | None = None,
+    model: str = "toy",
     fastdapo_sets=(),
     work_dir: Path | None = None,
     timeout_s: float | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Runs every framework ``rounds`` times; returns (summary rows, per-step rows)."""
+    """Runs every framework (every fastdapo variant) ``rounds`` times; returns (summary rows, per-step rows).
+
+    ``fastdapo_variants``: "sync,async1" or a list of rollout.max_staleness values (0 = synchronous).
+    Every run gets ``threads`` threads in all; an asynchronous one gives ``generator_threads`` of them
+    (default half) to its generator process and the rest to the trainer."""
     if threads < 1:
         raise click.BadParameter("--threads must be >= 1 (the same explicit count for both frameworks)")
     if rounds < 1 or steps < 1:
         raise click.BadParameter("--rounds and --steps must be >= 1")
-    model_dir = Path(model_dir).resolve() if model_dir else default_model_dir()
+    staleness = parse_variants(fastdapo_variants) if isinstance(fastdapo_variants, str) else list(fastdapo_variants)
+    if "fastdapo" not in frameworks:
+        staleness = []
+    gen_threads = generator_threads if generator_threads is not None else max(1, threads // 2)
+    if any(staleness) and not 1 <= gen_threads < threads:
+        raise click.BadParameter(
+            f"an async fastdapo variant splits --threads between its generator and its trainer: needs --threads >= 2 "
+            f"and 1 <= --generator-threads < --threads (got {threads} and {gen_threads})"
+        )
+    if model_dir and model != "toy":
+        raise click.BadParameter("give --model or --model-dir, not both")
     # Run dirs and logs go to a temporary folder, removed after a successful run (kept on failure).
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="fastdapo-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
+    if model_dir:
+        model_dir = Path(model_dir).resolve()
+    elif model == "toy":
+        model_dir = default_model_dir()
+    else:  # a random-init Qwen2 with the character tokenizer, as in bench rollout
+        from fastdapo_bench.rollout import _model_dir
+
+        model_dir = _model_dir(model, work / "models").resolve()
+    runs = []  # (row name, worker, max_staleness) in --framework order, fastdapo's variants in their order
+    for fw in dict.fromkeys(frameworks):
+        runs += [(variant_name(k), fw, k) for k in staleness] if fw == "fastdapo" else [(fw, fw, None)]
     spec = {
         "prompts": prompts,
         "group_size": group_size,
@@ -192,18 +296,28 @@ def run_e2e(
         "work_dir": str(work),
         "extra_sets": list(fastdapo_sets),
     }
-    merged = {fw: {"framework": fw, "runs": [], "loads": []} for fw in frameworks}
+    merged = {name: {"framework": name, "runs": [], "loads": []} for name, _, _ in runs}
     per_step = []
-    for rnd in range(rounds):  # rounds alternate the order so that drifting machine load hits both alike
-        for fw in frameworks if rnd % 2 == 0 else tuple(reversed(frameworks)):
+    for rnd in range(rounds):  # rounds alternate the order so that drifting machine load hits all alike
+        for name, fw, k in runs if rnd % 2 == 0 else tuple(reversed(runs)):
+            run_spec = {**spec, "work_dir": str(work / f"round{rnd + 1}"), "run_name": name}
+            if k:  # asynchronous rollouts: the generator gets gen_threads of the budget, the trainer the rest
+                run_spec.update(max_staleness=k, generator_threads=gen_threads, trainer_threads=threads - gen_threads)
+                run_spec["extra_sets"] = [
+                    *spec["extra_sets"],
+                    f"rollout.max_staleness={k}",
+                    f"rollout.generator_threads={gen_threads}",
+                ]
             load_before = os.getloadavg()[0]
-            result = _run_worker(fw, {**spec, "work_dir": str(work / f"round{rnd + 1}")}, timeout_s)
-            m = merged[fw]
+            result = _run_worker(name, fw, run_spec, timeout_s)
+            m = merged[name]
             m["runs"].append(result["steps"])
             m["loads"].append((load_before + os.getloadavg()[0]) / 2)
-            m["threads"] = result["threads"]
+            for key in ("threads", "max_staleness", "trainer_threads", "generator_threads"):
+                if key in result:
+                    m[key] = result[key]
             per_step += [
-                {"framework": fw, "round": rnd + 1, **{k.replace("/", "_"): v for k, v in s.items()}}
+                {"framework": name, "round": rnd + 1, **{k.replace("/", "_"): v for k, v in s.items()}}
                 for s in result["steps"]
             ]
     rows = []
@@ -213,14 +327,25 @@ def run_e2e(
         rows.append(row)
     if not work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    base = next((r["median_step_s"] for r in rows if r["framework"] == "trl"), None)
-    for r in rows:
-        r["speedup_vs_trl"] = round(base / r["median_step_s"], 3) if base and r["median_step_s"] else None
+    for key, base_name in (("speedup_vs_sync", "fastdapo"), ("speedup_vs_trl", "trl")):
+        base = next((r["median_step_s"] for r in rows if r["framework"] == base_name), None)
+        for r in rows:
+            r[key] = round(base / r["median_step_s"], 3) if base and r["median_step_s"] else None
     return rows, per_step
 
 
 def _fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _threads(r: dict) -> str:
+    if r.get("generator_threads"):
+        return f"{r['trainer_threads']}+{r['generator_threads']}"  # trainer + generator
+    return str(r["threads"])
 
 
 def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str) -> list[Path]:
@@ -250,7 +375,22 @@ def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str
     "--threads",
     default=1,
     show_default=True,
-    help="torch CPU threads for BOTH frameworks (OMP_NUM_THREADS and torch.set_num_threads).",
+    help="torch CPU threads for EVERY run (OMP_NUM_THREADS and torch.set_num_threads); an async fastdapo "
+    "variant splits them between its generator and its trainer.",
+)
+@click.option(
+    "--fastdapo-variants",
+    default="sync",
+    show_default=True,
+    help="Comma-separated fastdapo runs: sync (row fastdapo) and/or asyncK = rollout.max_staleness=K "
+    "(row fastdapo-asyncK), e.g. sync,async1.",
+)
+@click.option(
+    "--generator-threads",
+    type=int,
+    default=None,
+    help="Async variants: threads of the generator process out of --threads (the trainer gets the rest) "
+    "[default: half of --threads].",
 )
 @click.option(
     "--out",
@@ -260,10 +400,18 @@ def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str
     help="Where e2e.csv, e2e.md and e2e_steps.csv are written.",
 )
 @click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default="toy",
+    show_default=True,
+    help="toy = the built-in warm-started toy model; 3M / 30M = a random-init Qwen2 of that size (as in "
+    "bench rollout), built in the run's temporary folder.",
+)
+@click.option(
     "--model-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Local Hugging Face model dir (default: the built-in warm-started toy model).",
+    help="Local Hugging Face model dir (instead of --model).",
 )
 @click.option(
     "--eval-size",
@@ -295,19 +443,23 @@ def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str
 )
 @click.option("--seed", default=0, show_default=True)
 def e2e_command(out: Path, **kwargs) -> None:
-    """End-to-end DAPO step time: fastdapo vs TRL GRPOTrainer(loss_type="dapo") on the same toy shape (CPU)."""
+    """End-to-end DAPO step time: fastdapo (sync and/or async rollouts) vs TRL GRPOTrainer(loss_type="dapo")
+    on the same toy shape (CPU)."""
     from rich.console import Console
     from rich.table import Table
 
     rows, per_step = run_e2e(**kwargs)
     info = rows[0]
+    split = next((r for r in rows if r.get("generator_threads")), None)
     title = (
         f"e2e DAPO step time: {info['prompts']} prompts x G={info['group_size']}, L={info['max_new_tokens']}, "
         f"{info['rounds']} x {info['steps_run']} steps ({info['steps_timed']} timed), model {info['model']}, CPU, "
-        f"{info['threads']} thread(s)"
+        f"{kwargs['threads']} thread(s) per run"
+        + (f" (async: {split['trainer_threads']} trainer + {split['generator_threads']} generator)" if split else "")
     )
     table = Table(title=title)
-    # rollout = generation + reward (+ advantages on TRL); rest = everything else in the step
+    # rollout = generation + reward (+ advantages on TRL; async fastdapo: the actor's wait + reward);
+    # rest = everything else in the step; gen / actor / overlap: see the module docstring
     for col in (
         "framework",
         "threads",
@@ -315,35 +467,53 @@ def e2e_command(out: Path, **kwargs) -> None:
         "min",
         "rollout",
         "rest",
+        "gen",
+        "actor",
+        "overlap",
+        "step/max",
         "resp len",
         "tok/step",
         "tok/s",
         "load",
+        "vs sync",
         "vs TRL",
     ):
         table.add_column(col, justify="left" if col == "framework" else "right")
     for r in rows:
         table.add_row(
             r["framework"],
-            str(r["threads"]),
+            _threads(r),
             _fmt(r["median_step_s"]),
             _fmt(r["min_step_s"]),
             _fmt(r["median_rollout_s"]),
             _fmt(r["median_update_s"]),
+            _fmt(r.get("mean_gen_s")),
+            _fmt(r.get("mean_actor_s")),
+            _fmt(r.get("overlap_eff"), ".2f"),
+            _fmt(r.get("step_over_bound"), ".2f"),
             _fmt(r["mean_response_len"], ".1f"),
             _fmt(r["tokens_per_step"], ".0f"),
             _fmt(r["tokens_per_s"], ".0f"),
             _fmt(r["load_avg_1m"], ".1f"),
-            "-" if r["speedup_vs_trl"] is None else f"{r['speedup_vs_trl']:.2f}x",
+            _ratio(r["speedup_vs_sync"]),
+            _ratio(r["speedup_vs_trl"]),
         )
-    console = Console(width=None if sys.stdout.isatty() else 160)  # no truncated columns in logs / pipes
+    console = Console(width=None if sys.stdout.isatty() else 200)  # no truncated columns in logs / pipes
     console.print(table)
-    fd = next((r for r in rows if r["framework"] == "fastdapo"), None)
-    if fd and fd.get("median_train_s") is not None:
-        console.print(
-            f"fastdapo stages (median s): rollout+reward {_fmt(fd['median_rollout_s'])}, "
-            f"old log-probs {_fmt(fd.get('median_old_logprobs_s'))}, train {_fmt(fd['median_train_s'])}"
+    for r in rows:
+        if r.get("median_train_s") is None:
+            continue
+        line = (
+            f"{r['framework']} stages (median s): rollout+reward {_fmt(r['median_rollout_s'])}, "
+            f"old log-probs {_fmt(r.get('median_old_logprobs_s'))}, train {_fmt(r['median_train_s'])}"
         )
+        if r.get("max_staleness"):
+            line += (
+                f"; generator: generate {_fmt(r.get('median_gen_s'))}, idle {_fmt(r.get('median_generator_wait_s'))}"
+                f"; weight transfer {_fmt(r.get('median_weight_transfer_s'))}, staleness "
+                f"{_fmt(r.get('median_staleness_mean'), '.2f')}, dropped {r.get('dropped_stale')}"
+            )
+        console.print(line)
     for p in _write_outputs(rows, per_step, out, title):
         console.print(f"wrote {p}")
 

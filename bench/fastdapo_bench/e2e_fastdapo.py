@@ -3,6 +3,11 @@
 Started in its own process by ``fastdapo_bench.e2e``: ``python -m fastdapo_bench.e2e_fastdapo SPEC.json RESULT.json``.
 Step times are the trainer's own ``time/step`` (rollout, reward, old log-probs, update, weight sync;
 evaluation, metrics and checkpoints are outside it), read back from RUN_DIR/metrics.jsonl.
+
+With ``max_staleness`` >= 1 in the spec (asynchronous rollouts) the thread budget ``threads`` is split:
+``generator_threads`` for the generator process (``rollout.generator_threads``) and ``trainer_threads`` for
+the trainer. The trainer would size its own share from the machine's core count; the benchmark fixes it to
+the budget instead, so that the run uses ``threads`` threads in all on any machine.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ from pathlib import Path
 from fastdapo_bench.e2e import apply_threads, read_spec, write_result
 
 STAGES = ("time/rollout", "time/reward", "time/old_logprobs", "time/train")
+ASYNC = (
+    "async/generate_s",
+    "async/actor_wait_s",
+    "async/generator_wait_s",
+    "async/weight_transfer_s",
+    "async/staleness_mean",
+    "async/dropped_stale",
+)
 
 
 def fastdapo_overrides(spec: dict, run_dir: str) -> list[str]:
@@ -66,30 +79,53 @@ def run(spec: dict) -> dict:
     from fastdapo.config import load_config
     from fastdapo.training.trainer import train
 
-    run_dir = Path(spec["work_dir"]) / "fastdapo"
+    staleness = spec.get("max_staleness", 0)
+    if staleness:
+        from fastdapo.training import async_rollout
+
+        split = (spec["trainer_threads"], spec["generator_threads"])
+        async_rollout.thread_split = lambda cfg: split  # (trainer, generator) out of the budget, not the machine
+
+    run_dir = Path(spec["work_dir"]) / spec.get("run_name", "fastdapo")
     cfg = load_config(None, fastdapo_overrides(spec, str(run_dir)))
+    assert cfg.rollout.max_staleness == staleness, "the spec's max_staleness reaches the config"
     train(cfg)
+    trainer_threads = torch.get_num_threads()  # an asynchronous run has set its own share
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = []
     for r in rows:
         if r.get("step", 0) < 1 or "time/step" not in r:
             continue  # the step-0 evaluation line
         tokens = r["throughput/tokens_per_s"] * r["time/step"]
+        wait = r.get("time/rollout", 0.0)  # sync: generation; async: the actor's wait for the generator
+        gen = r["async/generate_s"] if staleness else wait
         steps.append(
             {
                 "step": r["step"],
                 "time/step": r["time/step"],
-                "time/rollout": r.get("time/rollout", 0.0) + r.get("time/reward", 0.0),
+                "time/rollout": wait + r.get("time/reward", 0.0),
+                "gen_s": gen,  # generating the step's samples (async: in the generator, while the actor worked)
+                "actor_s": r["time/step"] - wait,  # the actor's own work in the step
                 "tokens": round(tokens),
                 "response_length/mean": r.get("response_length/mean"),
                 "reward/mean": r.get("reward/mean"),
                 **{k: r.get(k) for k in STAGES},
+                **({k: r.get(k) for k in ASYNC} if staleness else {}),
             }
         )
     return {
         "framework": "fastdapo",
         "steps": steps,
-        "threads": torch.get_num_threads(),
+        "max_staleness": staleness,
+        **(
+            {
+                "threads": trainer_threads + spec["generator_threads"],
+                "trainer_threads": trainer_threads,
+                "generator_threads": cfg.rollout.generator_threads,
+            }
+            if staleness
+            else {"threads": trainer_threads}
+        ),
         "versions": {
             "deepspeed": __import__("deepspeed").__version__,
             "zero_stage": cfg.distributed.zero_stage,

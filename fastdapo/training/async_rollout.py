@@ -54,11 +54,12 @@ class StepStats:
     actor_wait_s: float = 0.0
     generator_wait_s: float = 0.0
     transfer_s: float = 0.0
+    generate_s: float = 0.0  # the generator's own generation time for the consumed requests
 
     def summary(self) -> dict:
-        n, total, dropped, actor, gen, transfer = D.all_reduce(
+        n, total, dropped, actor, gen, transfer, generate = D.all_reduce(
             [len(self.staleness), sum(self.staleness), self.dropped, self.actor_wait_s, self.generator_wait_s,
-             self.transfer_s]
+             self.transfer_s, self.generate_s]
         )  # fmt: skip
         worst = D.all_reduce([max(self.staleness, default=0)], "max")[0]
         w = D.world_size()
@@ -69,6 +70,7 @@ class StepStats:
             "async/actor_wait_s": actor / w,  # means over ranks
             "async/generator_wait_s": gen / w,
             "async/weight_transfer_s": transfer / w,
+            "async/generate_s": generate / w,
         }
 
 
@@ -155,6 +157,7 @@ class AsyncRollout:
         self.stats.actor_wait_s += time.perf_counter() - t0
         self.stats.generator_wait_s += result.idle_s
         self.stats.transfer_s += result.load_s
+        self.stats.generate_s += result.generate_s
         self.position.in_flight.popleft()
         while len(self.position.in_flight) < self.k:
             self._submit(n)

@@ -1,12 +1,15 @@
 """Smoke test of the end-to-end benchmark: config builders for both sides, then a 2-step run of
-each framework (1 warm-up + 1 timed step) on a tiny random Qwen2 through the click command."""
+each framework (1 warm-up + 1 timed step) on a tiny random Qwen2 through the click command, fastdapo
+both synchronous and with asynchronous rollouts (max_staleness 1, 1 generator + 1 trainer thread)."""
 
 import csv
+import math
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from fastdapo_bench.e2e import e2e_command, summarize
+from fastdapo_bench.e2e import e2e_command, parse_variants, summarize
 from fastdapo_bench.e2e_fastdapo import fastdapo_overrides
 from fastdapo_bench.e2e_trl import grpo_config_kwargs
 
@@ -61,6 +64,37 @@ def test_summary_skips_warmup_step():
     assert row["steps_timed"] == 2 and row["median_step_s"] == 2.0 and row["tokens_per_s"] == 5.0
 
 
+def test_variants_parse():
+    assert parse_variants("sync") == [0] and parse_variants("sync, async1") == [0, 1]
+    assert parse_variants("async2") == [2]
+    for bad in ("async0", "async", "fast", "sync,sync", ""):
+        with pytest.raises(click.BadParameter):
+            parse_variants(bad)
+
+
+def test_async_config_from_spec():
+    from fastdapo.config import load_config
+
+    spec = {**SPEC, "extra_sets": ["rollout.max_staleness=1", "rollout.generator_threads=1"]}
+    cfg = load_config(None, fastdapo_overrides(spec, "runs/x"))
+    assert cfg.rollout.max_staleness == 1 and cfg.rollout.generator_threads == 1
+    assert not cfg.algorithm.dynamic_sampling
+
+
+def test_summary_overlap():
+    # sync: the actor's work follows generation -> overlap 0; async: 0.5 s of generation hidden behind 1 s of work
+    base = {"tokens": 1, "response_length/mean": 2.0}
+    sync = [{"time/step": 2.0, "time/rollout": 1.0, "gen_s": 1.0, "actor_s": 1.0, **base}] * 2
+    row = summarize({"framework": "fastdapo", "steps": sync, "threads": 2, "max_staleness": 0}, SPEC)
+    assert row["overlap_eff"] == 0.0 and row["step_over_bound"] == 2.0 and row["max_staleness"] == 0
+    step = {"time/step": 1.2, "time/rollout": 0.2, "gen_s": 0.7, "actor_s": 1.0, **base}
+    step |= {"async/staleness_mean": 1.0, "async/dropped_stale": 0, "async/actor_wait_s": 0.2}
+    res = {"framework": "fastdapo-async1", "steps": [step] * 2, "threads": 2, "max_staleness": 1}
+    row = summarize({**res, "trainer_threads": 1, "generator_threads": 1}, SPEC)
+    assert row["overlap_eff"] == pytest.approx(0.5 / 0.7, abs=1e-3) and row["step_over_bound"] == 1.2
+    assert row["median_actor_wait_s"] == 0.2 and row["dropped_stale"] == 0 and row["generator_threads"] == 1
+
+
 @pytest.fixture
 def tiny_model_dir(tmp_path):
     from fastdapo.toy.model import tiny_qwen2
@@ -87,6 +121,10 @@ def test_e2e_two_step_comparison(tiny_model_dir, tmp_path):
             "--steps",
             "2",
             "--threads",
+            "2",
+            "--fastdapo-variants",
+            "sync,async1",
+            "--generator-threads",
             "1",
             "--eval-size",
             "4",
@@ -98,9 +136,30 @@ def test_e2e_two_step_comparison(tiny_model_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     rows = {r["framework"]: r for r in csv.DictReader((out / "e2e.csv").open())}
-    assert set(rows) == {"fastdapo", "trl"}
+    assert set(rows) == {"fastdapo", "fastdapo-async1", "trl"}
     for r in rows.values():
-        assert r["steps_run"] == "2" and r["steps_timed"] == "1" and r["threads"] == "1"
+        assert r["steps_run"] == "2" and r["steps_timed"] == "1" and r["threads"] == "2"
         assert float(r["median_step_s"]) > 0 and float(r["tokens_per_step"]) > 0
-    assert float(rows["trl"]["speedup_vs_trl"]) == 1.0 and float(rows["fastdapo"]["speedup_vs_trl"]) > 0
-    assert (out / "e2e.md").read_text().startswith("# e2e DAPO step time")
+    sync, asyn, trl = rows["fastdapo"], rows["fastdapo-async1"], rows["trl"]
+    assert float(trl["speedup_vs_trl"]) == 1.0 and float(sync["speedup_vs_sync"]) == 1.0
+    assert asyn["max_staleness"] == "1" and (asyn["trainer_threads"], asyn["generator_threads"]) == ("1", "1")
+    assert sync["max_staleness"] == "0" and sync["generator_threads"] == ""
+    for r in (sync, asyn):
+        for key in (
+            "speedup_vs_trl",
+            "speedup_vs_sync",
+            "mean_gen_s",
+            "mean_actor_s",
+            "overlap_eff",
+            "step_over_bound",
+        ):
+            assert math.isfinite(float(r[key])), (r["framework"], key)
+        assert float(r["mean_gen_s"]) > 0 and float(r["mean_actor_s"]) > 0
+    assert float(sync["overlap_eff"]) == pytest.approx(0.0, abs=1e-3)  # synchronous: nothing overlaps
+    assert float(asyn["median_staleness_mean"]) == 1.0 and asyn["dropped_stale"] == "0"
+    assert trl["overlap_eff"] == "" and float(trl["speedup_vs_sync"]) > 0
+    md = (out / "e2e.md").read_text()
+    assert md.startswith("# e2e DAPO step time") and "| fastdapo-async1 |" in md
+    steps = list(csv.DictReader((out / "e2e_steps.csv").open()))
+    assert {r["framework"] for r in steps} == set(rows)
+    assert all(float(r["async_generate_s"]) > 0 for r in steps if r["framework"] == "fastdapo-async1")
