@@ -75,8 +75,10 @@ class StepStats:
 
 
 def thread_split(cfg: Config) -> tuple[int, int]:
-    """(trainer threads, generator threads) out of this process's share of the machine's cores."""
-    per_rank = max(1, (os.cpu_count() or 2) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    """(trainer threads, generator threads) out of this process's share of the cores it may run on (its CPU
+    affinity, as a scheduler or taskset grants it), shared with the node's other ranks."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    per_rank = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     gen = cfg.rollout.generator_threads or max(1, per_rank // 2)
     return max(1, per_rank - gen), gen
 
