@@ -60,17 +60,37 @@ class HFEngine(RolloutEngine):
         self.gather_context = gather_context or contextlib.nullcontext
 
     def _gen_config(self, params: SamplingParams) -> GenerationConfig:
-        # Temperature and top-p are passed as explicit processors (see _processors), so none come from here.
+        # Temperature and top-p are passed as explicit processors (see _processors); every other warper is off
+        # explicitly (top_k 0: transformers' own default is 50), and generate() runs with a neutral model
+        # generation config (see _neutral_model_config), so nothing is filled in from the model's.
         return GenerationConfig(
             do_sample=params.temperature > 0,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=None,
+            typical_p=1.0,
+            repetition_penalty=1.0,
             max_new_tokens=params.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
             # every stop id, so generate pads after any of them, as to_generation expects
             eos_token_id=self.stop_ids or None,
         )
+
+    @contextlib.contextmanager
+    def _neutral_model_config(self):
+        """transformers fills what a generation config leaves unset, and what it sets to a global default
+        value, from the model's own generation config (an Instruct model's temperature, top-p, top-k): the
+        responses would then be drawn from a narrower distribution than the one whose log-probs are recorded."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
+        saved = model.generation_config
+        model.generation_config = GenerationConfig(
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids or None
+        )
+        try:
+            yield
+        finally:
+            model.generation_config = saved
 
     @staticmethod
     def _processors(params: SamplingParams) -> tuple[LogitsProcessorList, LogprobRecorder]:
@@ -99,7 +119,7 @@ class HFEngine(RolloutEngine):
         gen_cfg = self._gen_config(params)
         device = next(self.model.parameters()).device
         out: list[Generation] = []
-        with generation_mode(self.model, self.gather_context):
+        with generation_mode(self.model, self.gather_context), self._neutral_model_config():
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
                 ids, att = left_pad([p for _, p in chunk], self.tokenizer.pad_token_id)

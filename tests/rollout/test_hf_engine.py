@@ -51,3 +51,27 @@ def test_engines_by_name_and_clear_vllm_error():
     assert set(ENGINES) >= {"hf", "vllm"}
     with pytest.raises(ValueError, match="unknown rollout engine"):
         build_engine("nope")
+
+
+def test_the_models_own_sampling_settings_do_not_narrow_the_distribution():
+    """An Instruct-style generation config (top-k 2, temperature 0.3) must not leak into rollouts: the engine
+    samples from the distribution whose log-probs it records (logits / T, nothing else)."""
+    import torch
+
+    from fastdapo.rollout.base import SamplingParams
+    from fastdapo.rollout.hf_engine import HFEngine
+    from fastdapo.toy.model import tiny_qwen2
+    from fastdapo.toy.tokenizer import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    model = tiny_qwen2(len(tok), 32, 1, 2, seed=0).eval()
+    model.generation_config.update(do_sample=True, top_k=2, temperature=0.3)
+    prompt = tok("1+2=")["input_ids"]
+    torch.manual_seed(0)
+    gens = HFEngine(model, tok, batch_size=512).generate([prompt], SamplingParams(n=400, max_new_tokens=1))
+    first = [g.response_ids[0] for g in gens]
+    assert len(set(first)) > 20, len(set(first))  # top-k 2 would allow two
+    with torch.no_grad():
+        logp = model(torch.tensor([prompt])).logits[0, -1].float().log_softmax(-1)
+    assert max(abs(g.logprobs[0] - float(logp[g.response_ids[0]])) for g in gens) <= 1e-5
+    assert model.generation_config.top_k == 2  # the model's own config is back
