@@ -161,32 +161,3 @@ def _build(cfg: Config, target: Path) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier build (no config.json)
     os.replace(tmp, target)  # atomic: a reader sees the whole directory or none
-    shipped = SHIPPED / target.name
-    if (shipped / "config.json").exists():
-        return shipped
-    log.info("warm-starting the toy model (%d supervised steps, built once; cached at %s)", cfg.toy.sft_steps, target)
-    tokenizer = build_char_tokenizer()
-    t = cfg.toy
-    train, _ = toy_splits(t.max_operand, t.eval_size)
-    with torch.random.fork_rng(), WarmStartProgress(t.sft_steps, enabled=cfg.run.progress) as progress:
-        # fork_rng: building the cache must not move the run's global RNG (reproducibility)
-        model = tiny_qwen2(len(tokenizer), t.hidden_size, t.layers, t.heads)
-        _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, t.sft_noise, t.sft_format_noise, on_step=progress.step)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
-    # written directly: under a process group transformers' save_pretrained writes weights on rank 0 only,
-    # and whichever rank of a launch takes the lock first builds
-    from safetensors.torch import save_file
-
-    model.config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        weights.pop("lm_head.weight")  # stored once, under the embedding's name, as transformers does
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, target)  # atomic: a concurrent builder loses the race harmlessly
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
