@@ -6,11 +6,14 @@ their own follow-on errors. Run through this module, each rank's process is watc
 notes when and how it ended, and the output of every rank but rank 0 (which keeps this console, and
 its live progress bar) is copied, line by line, into RANK_LOG_DIR/rank<N>.log as well as to this
 console. The records go to --report_file as JSON for `fastdapo launch`, which names the rank that
-failed first. Usage: python -m fastdapo.launch_node [--report_file=F] [--rank_log_dir=D] <DeepSpeed args>
+failed first. When the ranks have ended it unlinks the shared-memory workspaces of DeepSpeed's CPU
+all-reduce that a rank killed early left behind.
+Usage: python -m fastdapo.launch_node [--report_file=F] [--rank_log_dir=D] <DeepSpeed args>
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,6 +21,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from fastdapo.runtime.distributed import shm_workspace_path
 
 OPTIONS = ("--report_file=", "--rank_log_dir=")
 
@@ -30,6 +35,7 @@ class RankWatcher:
         self.log_dir = Path(log_dir) if log_dir else None
         self.records: list[dict] = []
         self.threads: list[threading.Thread] = []
+        self.workspaces: list[str] = []
         self._lock = threading.Lock()
 
     def __getattr__(self, name):
@@ -42,6 +48,8 @@ class RankWatcher:
             kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc = subprocess.Popen(cmd, env=env, **kwargs)
         record = {"rank": rank, "pid": proc.pid, "status": None, "ended": None, "log": str(log) if log else None}
+        env = env or os.environ
+        self.workspaces.append(shm_workspace_path(rank, env.get("MASTER_ADDR", ""), env.get("MASTER_PORT", "")))
         with self._lock:
             self.records.append(record)
         if log is not None:
@@ -64,6 +72,9 @@ class RankWatcher:
     def finish(self, report_file: str | None) -> None:
         for t in self.threads:
             t.join(timeout=5)
+        for path in self.workspaces:  # left by a rank that ended before it released its own
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         if report_file:
             Path(report_file).write_text(json.dumps(self.records))
 

@@ -128,7 +128,13 @@ def test_node_launcher_names_the_rank_that_failed_first_and_labels_the_follow_on
 def test_another_rank_output_goes_to_the_console_and_its_log(tmp_path):
     script, report, logs = tmp_path / "rank.py", tmp_path / "report.json", tmp_path / "logs"
     script.write_text(
-        'import os, sys; print("hello from", os.environ["RANK"]); sys.exit(3 if os.environ["RANK"] == "1" else 0)'
+        "import os, sys, time, pathlib\n"
+        f"done = pathlib.Path({str(tmp_path / 'rank0-printed')!r})\n"
+        'print("hello from", os.environ["RANK"], flush=True)\n'
+        'if os.environ["RANK"] == "0": done.touch()\n'
+        "else:\n"
+        "    while not done.exists(): time.sleep(0.05)  # else the launcher may stop rank 0 before it prints\n"
+        "    sys.exit(3)\n"
     )
     (cmd,) = build_commands([], num_procs=2, master_port=free_port(), report_file=str(report), rank_log_dir=str(logs))
     cmd = cmd[: cmd.index("--module")] + [str(script)]

@@ -10,6 +10,7 @@ Object collectives and barriers need the rank's GPU to be the current device, wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -56,9 +57,28 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_s: int
     import deepspeed
 
     deepspeed.init_distributed(dist_backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    release_shm_workspace()
     if own_rendezvous:  # a one-process group made here: don't hand its port to child processes
         os.environ.pop("MASTER_PORT", None)
         os.environ.pop("MASTER_ADDR", None)
+
+
+def shm_workspace_path(rank: int, addr: str, port: str) -> str:
+    """DeepSpeed's CPU all-reduce workspace of `rank` (one per rank, about 66 MB of /dev/shm), made when every rank
+    of the world is on this node. DeepSpeed never unlinks it, so each launched run would keep its workspaces in
+    memory until the machine restarts."""
+    return f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_{rank}"
+
+
+def release_shm_workspace() -> None:
+    """Unlink this rank's workspace once every rank has mapped all of them: the mappings stay valid for the run,
+    and the memory returns when the last rank exits, however it ends."""
+    if not dist.is_initialized() or dist.get_world_size() == 1 or comm_device().type != "cpu":
+        return  # one process, or a GPU group: DeepSpeed made no workspace
+    dist.barrier()  # every rank has passed DeepSpeed's init, which opens the others' workspaces by name
+    path = shm_workspace_path(dist.get_rank(), os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", ""))
+    with contextlib.suppress(FileNotFoundError):  # ranks on several nodes: no workspace
+        os.unlink(path)
 
 
 def comm_device() -> torch.device:
