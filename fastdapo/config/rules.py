@@ -74,6 +74,14 @@ def torch_engine_holds_a_group(c: Config):
 
 
 @rule
+def boxed_fallback_needs_dapo(c: Config):
+    # math_verify has a box fallback of its own; the switch would silently do nothing there
+    a = c.algorithm
+    if a.reward_boxed_fallback and a.reward != "dapo":
+        return f"algorithm.reward_boxed_fallback: applies to algorithm.reward dapo only, got {a.reward}"
+
+
+@rule
 def offload_needs_zero(c: Config):
     d = c.distributed
     if d.offload_params and d.zero_stage != 3:

@@ -1,4 +1,4 @@
-"""Evaluation: avg@k / pass@k / maj@k of a model on a prompt set.
+"""Evaluation: avg@n / pass@k / maj@n of a model on a prompt set.
 
 Names are imported lazily so that attaching the ``eval`` command to the CLI stays cheap.
 """
@@ -12,6 +12,7 @@ _EXPORTS = {
     "compute_metrics": "metrics",
     "majority_vote": "metrics",
     "pass_at_k_estimate": "metrics",
+    "mean_pass_at_k": "metrics",
     "evaluate": "runner",
     "summary_table": "report",
     "print_summary": "report",

@@ -1,4 +1,4 @@
-"""`fastdapo eval`: avg@k / pass@k / maj@k of a local model on a prompt file."""
+"""`fastdapo eval`: avg@n / pass@k / maj@n of a local model on a prompt file."""
 
 from __future__ import annotations
 
@@ -66,6 +66,28 @@ def _check_device(value: str) -> str:
     return value
 
 
+def _parse_pass_k(value: str | None) -> tuple[int, ...] | None:
+    """``--pass-k 1,8,32`` -> (1, 8, 32), sorted and deduplicated; None keeps the default (1 and n)."""
+    if value is None:
+        return None
+    try:
+        ks = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
+    if not ks or ks[0] < 1:
+        raise click.BadParameter(f"{value!r}: each k must be >= 1")
+    return tuple(ks)
+
+
+def check_pass_k(pass_k: tuple[int, ...] | None, n: int) -> None:
+    """Every k needs k <= n samples per problem; fails in one line, before any model or data loading."""
+    too_big = [k for k in pass_k or () if k > n]
+    if too_big:
+        raise click.ClickException(
+            f"--pass-k {too_big[0]} exceeds --n {n}: pass@k needs at least k samples per problem (k <= n)"
+        )
+
+
 def build_eval_engine(model, tokenizer, batch_size: int):
     from fastdapo.rollout.registry import build_engine
 
@@ -86,7 +108,15 @@ def build_eval_engine(model, tokenizer, batch_size: int):
     type=click.Path(exists=True, dir_okay=False),
     help="Prompt file: .parquet / .jsonl in the verl/DAPO schema, or {problem, answer} jsonl.",
 )
-@click.option("--n", default=32, show_default=True, type=click.IntRange(min=1), help="Samples per problem (k).")
+@click.option("--n", default=32, show_default=True, type=click.IntRange(min=1), help="Samples per problem.")
+@click.option(
+    "--pass-k",
+    default=None,
+    metavar="K[,K...]",
+    callback=lambda ctx, p, v: _parse_pass_k(v),
+    help="Report pass@k for these k, each in [1, n], e.g. 1,8,32; unbiased estimate from each problem's n "
+    "samples, 1 - C(n-c,k)/C(n,k) (Chen et al. 2021). Default: 1 and n.",
+)
 @click.option(
     "--temperature",
     default=1.0,
@@ -151,6 +181,12 @@ def build_eval_engine(model, tokenizer, batch_size: int):
     help="Reward by name: dapo (the DAPO reference, as in training) or math_verify (lenient equivalence).",
 )
 @click.option(
+    "--reward-boxed-fallback",
+    is_flag=True,
+    help="dapo reward: judge a response without an Answer: line by its last \\boxed{} (verl >= 0.9.1), as "
+    "algorithm.reward_boxed_fallback does in training.",
+)
+@click.option(
     "--reward-workers",
     type=click.IntRange(min=1),
     default=None,
@@ -170,6 +206,7 @@ def eval_command(
     model_path: str,
     data: str,
     n: int,
+    pass_k: tuple[int, ...] | None,
     temperature: float,
     top_p: float,
     max_new_tokens: int,
@@ -183,6 +220,7 @@ def eval_command(
     dtype: str,
     no_chat_template: bool,
     reward: str,
+    reward_boxed_fallback: bool,
     reward_workers: int | None,
     reward_timeout: float,
     save_responses: bool,
@@ -190,7 +228,8 @@ def eval_command(
     no_progress: bool,
 ) -> None:
     """Evaluate a model: n samples per problem, scored by the --reward function; reports
-    avg@n (DAPO's AIME metric is avg@32 at temperature 1.0, top-p 0.7), pass@n and maj@n."""
+    avg@n (DAPO's AIME metric is avg@32 at temperature 1.0, top-p 0.7), pass@k for each --pass-k
+    (unbiased estimate, default k = 1 and n) and maj@n."""
     import torch
     from rich.console import Console
 
@@ -200,6 +239,9 @@ def eval_command(
     from fastdapo.evaluation.runner import evaluate
     from fastdapo.rollout.base import SamplingParams
 
+    check_pass_k(pass_k, n)  # before any work: a k > n would only fail after generation
+    if reward_boxed_fallback and reward != "dapo":
+        raise click.UsageError(f"--reward-boxed-fallback applies to --reward dapo only, not {reward}")
     console = Console(stderr=True)
     out_path, note = results_path(out, data, overwrite)  # before any work: an existing file is never replaced
     if note:
@@ -231,6 +273,8 @@ def eval_command(
         console=console,
         description=Path(data).stem,
         reward=reward,
+        pass_k=pass_k,
+        reward_boxed_fallback=reward_boxed_fallback,
     )
     summary.update({"model": str(model_path), "data": str(data), "seed": seed, "reward": reward})
     if as_json:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fastdapo.data.records import PromptRecord
-from fastdapo.evaluation.metrics import SampleResult, compute_metrics, majority_vote
+from fastdapo.evaluation.metrics import SampleResult, compute_metrics, default_pass_k, majority_vote
 from fastdapo.rewards import DEFAULT_REWARD, DEFAULT_TIMEOUT_S, score_batch
 from fastdapo.rollout.base import Generation, RolloutEngine, SamplingParams
 
@@ -28,7 +29,7 @@ def _problem_row(rec: PromptRecord, gens: list[Generation], results, save_respon
         "lengths": [len(g.response_ids) for g in gens],
         "truncated": [bool(g.truncated) for g in gens],
         "avg": sum(accs) / max(1, len(accs)),
-        "pass": any(accs),
+        "pass": any(accs),  # pass@n of this problem; pass@k for k < n follows from accs
         "maj_pred": maj_pred,
         "maj": maj_acc,
     }
@@ -51,17 +52,24 @@ def evaluate(
     console: Console | None = None,
     description: str = "evaluating",
     reward: str = DEFAULT_REWARD,
+    pass_k: Sequence[int] | None = None,
+    reward_boxed_fallback: bool = False,
 ) -> dict:
     """Sample ``params.n`` responses per record, score them, and return the summary metrics.
 
     Records are generated ``chunk_size`` at a time (the engine batches inside a call); after each
     chunk the per-problem rows are appended to ``out_path`` (JSONL: index, ground truth, preds,
     accs, lengths, ...), so partial results survive an interruption. The summary holds
-    ``avg@k`` / ``pass@k`` / ``maj@k`` overall and per ``data_source`` (``by_source``). ``reward`` names the
-    scorer (see ``fastdapo.rewards.registry``), the same one training uses by default.
+    ``avg@n`` / ``pass@k`` (for each k of ``pass_k``, default 1 and n; see ``metrics``) / ``maj@n``
+    overall and per ``data_source`` (``by_source``). ``reward`` names the scorer (see
+    ``fastdapo.rewards.registry``), the same one training uses by default.
     """
     if params.n < 1:
         raise ValueError("SamplingParams.n must be >= 1")
+    ks = sorted(set(pass_k)) if pass_k is not None else list(default_pass_k(params.n))
+    bad = [k for k in ks if not 1 <= k <= params.n]
+    if bad:  # before any generation: the estimator needs k <= n samples of every problem
+        raise ValueError(f"pass@{bad[0]} needs 1 <= k <= n samples per problem, got n={params.n}")
     console = console or Console(stderr=True)
     out_file = None
     if out_path is not None:
@@ -96,7 +104,12 @@ def evaluate(
                 t0 = time.perf_counter()
                 truths = [chunk[g.prompt_index].ground_truth for g in gens]
                 results = score_batch(
-                    [g.text for g in gens], truths, reward=reward, num_workers=num_workers, timeout_s=timeout_s
+                    [g.text for g in gens],
+                    truths,
+                    reward=reward,
+                    num_workers=num_workers,
+                    timeout_s=timeout_s,
+                    reward_boxed_fallback=reward_boxed_fallback,
                 )
                 t_score += time.perf_counter() - t0
                 for i, rec in enumerate(chunk):
@@ -123,7 +136,7 @@ def evaluate(
     finally:
         if out_file is not None:
             out_file.close()
-    summary = compute_metrics(samples)
+    summary = compute_metrics(samples, ks)
     summary.update(
         {
             "n": params.n,
@@ -135,7 +148,7 @@ def evaluate(
         }
     )
     if len(sources) > 1:
-        summary["by_source"] = {src: compute_metrics(ss) for src, ss in sources.items()}
+        summary["by_source"] = {src: compute_metrics(ss, ks) for src, ss in sources.items()}
     if out_path is not None:
         summary["out"] = str(out_path)
     return summary

@@ -30,9 +30,18 @@ def score_batch(
     reward: str = DEFAULT_REWARD,
     num_workers: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    reward_boxed_fallback: bool = False,
 ) -> list[RewardResult]:
     """Score responses against ground truths with the reward named ``reward``; ``num_workers`` and
-    ``timeout_s`` bound the worker processes of ``math_verify`` (``dapo`` needs none)."""
-    return BATCH_REWARD_FUNCTIONS[check_reward_name(reward)](
-        responses, ground_truths, num_workers=num_workers, timeout_s=timeout_s
+    ``timeout_s`` bound the worker processes of ``math_verify`` (``dapo`` needs none);
+    ``reward_boxed_fallback`` is the ``dapo`` reward's ``\\boxed{}`` fallback (verl 0.9.1)."""
+    name = check_reward_name(reward)
+    options = {}
+    if reward_boxed_fallback:
+        # an option another reward would silently ignore is a mistake worth one line
+        if name != "dapo":
+            raise ValueError(f"reward_boxed_fallback applies to the dapo reward only, not {name!r}")
+        options["reward_boxed_fallback"] = True
+    return BATCH_REWARD_FUNCTIONS[name](
+        responses, ground_truths, num_workers=num_workers, timeout_s=timeout_s, **options
     )

@@ -71,6 +71,7 @@ def score_groups(prompts: list[PromptRecord], gens: list, cfg: Config, timer) ->
             reward=a.reward,
             num_workers=a.reward_workers or None,
             timeout_s=a.reward_timeout_s,
+            reward_boxed_fallback=a.reward_boxed_fallback,
         )
     groups = []
     for i, prompt in enumerate(prompts):
@@ -104,6 +105,7 @@ def evaluate_accuracy(engine: RolloutEngine, records: list[PromptRecord], cfg: C
         reward=cfg.algorithm.reward,
         num_workers=cfg.algorithm.reward_workers or None,
         timeout_s=cfg.algorithm.reward_timeout_s,
+        reward_boxed_fallback=cfg.algorithm.reward_boxed_fallback,
     )
     correct, total = D.all_reduce([sum(r.acc for r in res), len(res)])
     return correct / max(total, 1)

@@ -22,6 +22,11 @@ BAD = [
     (["algorithm.dual_clip=1.0"], "algorithm.dual_clip: 1.0 is out of range; allowed (1, inf]"),
     (["algorithm.log_ratio_bound=0"], "algorithm.log_ratio_bound: 0.0 is out of range"),
     (["algorithm.reward=exact"], "algorithm.reward: 'exact' is not allowed; choose one of dapo, math_verify"),
+    (
+        ["algorithm.reward=math_verify", "algorithm.reward_boxed_fallback=true"],
+        "algorithm.reward_boxed_fallback: applies to algorithm.reward dapo only, got math_verify",
+    ),
+    (["algorithm.reward_boxed_fallback=maybe"], "algorithm.reward_boxed_fallback: expected true or false"),
     (["rollout.temperature=0"], "rollout.temperature: 0.0 is out of range; allowed (0, 10]"),
     (["rollout.eval_temperature=0"], "rollout.eval_temperature: 0.0 is out of range"),
     (["rollout.top_p=0"], "rollout.top_p: 0.0 is out of range; allowed (0, 1]"),
@@ -70,6 +75,11 @@ def test_rules_hold_without_dynamic_sampling():
     assert cfg.algorithm.gen_batch_size == 1
 
 
+def test_boxed_fallback_loads_with_the_dapo_reward():
+    cfg = load_config(None, ["algorithm.reward_boxed_fallback=true"])
+    assert cfg.algorithm.reward == "dapo" and cfg.algorithm.reward_boxed_fallback is True
+
+
 def test_toy_rules_do_not_apply_to_a_real_model():
     cfg = load_config(
         None,
@@ -94,6 +104,7 @@ def test_every_rule_is_reached_by_the_table():
         "overlong_buffer_fits": "overlong_buffer_len",
         "torch_engine_holds_a_group": "rollout.batch_size",
         "offload_needs_zero": "distributed.offload",
+        "boxed_fallback_needs_dapo": "algorithm.reward_boxed_fallback",
         "toy_task_has_training_problems": "toy.eval_size",
         "toy_model_context": "rollout.max_response_length",
         "toy_heads_shape": "toy.heads",

@@ -72,8 +72,9 @@ def test_eval_end_to_end(model_dir, tmp_path):
     summary = json.loads(res.stdout)
     assert summary["num_problems"] == 3 and summary["k"] == 2 and summary["num_samples"] == 6
     assert summary["reward"] == "dapo"  # the training default
-    assert {"avg@2", "pass@2", "maj@2"} <= set(summary)
-    assert summary["avg@2"] == 0.0  # a random model does not solve AIME
+    assert {"avg@2", "pass@1", "pass@2", "maj@2"} <= set(summary)
+    assert summary["pass_k"] == [1, 2]  # the default: 1 and n
+    assert summary["avg@2"] == summary["pass@1"] == 0.0  # a random model does not solve AIME
     assert 0 < summary["response_length/mean"] <= 6
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert [r["ground_truth"] for r in rows] == ["204", "113", "371"]
@@ -89,7 +90,9 @@ def test_eval_table_output_and_default_out(model_dir, tmp_path, monkeypatch):
             "--data",
             str(FIXTURES / "amc-2023.jsonl"),
             "--n",
-            "1",
+            "2",
+            "--pass-k",
+            "2",
             "--max-new-tokens",
             "4",
             "--max-prompt-length",
@@ -100,7 +103,8 @@ def test_eval_table_output_and_default_out(model_dir, tmp_path, monkeypatch):
             "cpu",
         ]
     )
-    assert "avg@1" in res.stdout and "pass@1" in res.stdout
+    assert "avg@2" in res.stdout and "pass@2" in res.stdout and "pass@1" not in res.stdout
+    assert "unbiased" in res.stdout  # the table says which pass@k it reports
     assert (tmp_path / "eval-amc-2023.jsonl").exists()
 
 
@@ -140,6 +144,8 @@ def test_eval_attached_to_cli():
         ("--top-p", "1.5", "--top-p"),
         ("--reward-timeout", "0", "--reward-timeout"),
         ("--device", "gpu", "not one of auto, cpu, cuda"),
+        ("--pass-k", "1,x", "comma-separated list of integers"),
+        ("--pass-k", "0,2", "each k must be >= 1"),
     ],
 )
 def test_eval_options_are_validated_like_the_config(model_dir, option, value, expected):
@@ -147,6 +153,13 @@ def test_eval_options_are_validated_like_the_config(model_dir, option, value, ex
         eval_command, ["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"), option, value]
     )
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+
+
+def test_boxed_fallback_with_another_reward_is_one_line(model_dir):
+    args = ["--model", str(model_dir), "--data", str(FIXTURES / "amc-2023.jsonl"), "--reward", "math_verify"]
+    result = CliRunner().invoke(eval_command, [*args, "--reward-boxed-fallback"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--reward-boxed-fallback applies to --reward dapo only, not math_verify" in result.output
 
 
 def test_tokenizer_without_eos_and_pad_is_one_line(model_dir, tmp_path):
@@ -211,3 +224,19 @@ def test_eval_out_to_an_existing_file_needs_overwrite(model_dir, tmp_path):
     assert out.read_text() == "earlier results\n"
     _invoke(_eval_args(model_dir, "--out", str(out), "--overwrite", "--device", "cpu"))
     assert out.read_text() != "earlier results\n"
+
+
+def test_pass_k_above_n_is_one_line_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # tmp_path is no model: the k check must come first, before the model or the results file
+    args = ["--model", str(tmp_path), "--data", str(FIXTURES / "amc-2023.jsonl"), "--n", "4", "--pass-k", "1,8"]
+    result = CliRunner().invoke(eval_command, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == ("Error: --pass-k 8 exceeds --n 4: pass@k needs at least k samples per problem (k <= n)\n")
+    assert not list(tmp_path.glob("eval-*.jsonl"))
+
+
+def test_help_states_pass_k_and_its_default():
+    result = CliRunner().invoke(eval_command, ["--help"])
+    text = " ".join(result.output.split())
+    assert "--pass-k" in text and "Default: 1 and n" in text and "1 - C(n-c,k)/C(n,k)" in text

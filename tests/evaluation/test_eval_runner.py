@@ -114,3 +114,49 @@ def test_reward_is_chosen_by_name():
     lenient = evaluate(ScriptedEngine(answers, correct), _records(), params, progress=False, reward="math_verify")
     # the DAPO reference reward compares normalized strings: "0.5" is not \frac{1}{2} there
     assert strict["avg@4"] < lenient["avg@4"] == pytest.approx((1 + 0.5 + 0 + 0.25) / 4)
+
+
+class BoxedEngine(ScriptedEngine):
+    """Answers in a box only, with no Answer: line."""
+
+    def generate(self, prompts, params):
+        gens = super().generate(prompts, params)
+        for g in gens:
+            g.text = g.text.replace("Answer: $", "so \\boxed{").rstrip("$") + "}"
+        return gens
+
+
+def test_boxed_fallback_reaches_the_reward():
+    answers, correct = ["12", "7", "7", "1000"], [4, 2, 0, 1]
+    params = SamplingParams(n=4, max_new_tokens=8)
+    plain = evaluate(BoxedEngine(answers, correct), _records(), params, progress=False)
+    boxed = evaluate(BoxedEngine(answers, correct), _records(), params, progress=False, reward_boxed_fallback=True)
+    # problem 1's box holds "7" for ground truth \frac{1}{2}: wrong either way
+    assert plain["avg@4"] == 0.0 and boxed["avg@4"] == pytest.approx((1 + 0 + 0 + 0.25) / 4)
+
+
+def test_pass_at_k_overall_and_per_source():
+    answers, correct = ["12", "\\frac{1}{2}", "7", "1000"], [4, 2, 0, 1]  # c of n=4 per problem
+    engine = ScriptedEngine(answers, correct)
+    s = evaluate(engine, _records(), SamplingParams(n=4, max_new_tokens=8), progress=False, pass_k=(4, 2, 1))
+    assert s["pass_k"] == [1, 2, 4] and {"pass@1", "pass@2", "pass@4"} <= set(s)
+    # pass@2 per problem: 1 - C(4-c, 2) / C(4, 2) = 1, 5/6, 0, 1/2
+    assert s["pass@1"] == pytest.approx(s["avg@4"]) == pytest.approx((1 + 0.5 + 0 + 0.25) / 4)
+    assert s["pass@2"] == pytest.approx((1 + 5 / 6 + 0 + 0.5) / 4)
+    assert s["pass@4"] == pytest.approx(3 / 4)
+    assert s["by_source"]["aime24"]["pass@2"] == pytest.approx((1 + 5 / 6) / 2)
+    assert s["by_source"]["amc23"]["pass@1"] == pytest.approx(0.125)
+    columns = [c.header for c in summary_table(s).columns]
+    assert ["pass@1", "pass@2", "pass@4"] == [c for c in columns if c.startswith("pass@")]
+
+
+def test_pass_at_k_default_is_1_and_n():
+    s = evaluate(ScriptedEngine(["12"] * 4, [1] * 4), _records()[:1], SamplingParams(n=4), progress=False)
+    assert s["pass_k"] == [1, 4] and s["pass@1"] == pytest.approx(0.25) and s["pass@4"] == 1.0
+
+
+def test_pass_k_above_n_fails_before_generating():
+    engine = ScriptedEngine(["12"] * 4, [1] * 4)
+    with pytest.raises(ValueError, match=r"pass@8 .*n=4"):
+        evaluate(engine, _records(), SamplingParams(n=4), progress=False, pass_k=(1, 8))
+    assert engine.calls == 0
