@@ -153,10 +153,7 @@ class Actor:
         """Forward/backward of every micro-batch of one mini-batch; returns the global mini-batch loss.
         backward=False: the forward passes only (metrics), leaving gradients and DeepSpeed's counters alone."""
         div = self.grad_divisor
-        # the S ranks of a sequence-parallel group hold the same sequences: their tokens count once
-        normalizer = D.all_reduce([float(sum(int(s.loss_mask.sum()) for s in mini))], "sum")[0] / SP.size()
-        # Each rank divides by (global tokens / div): DeepSpeed sums the ranks' gradients, then divides by div.
-        norm_t = torch.tensor(max(normalizer, 1.0) / div, device=self.device)
+        norm_t = self._normalize(mini, div)
         mbs = self.micro_batches(mini, stats.packing if stats is not None else None)
         loss_total = 0.0
         for k, mb in enumerate(mbs):
@@ -185,6 +182,23 @@ class Actor:
                     trainer_lp = mb.old_logprobs if mb.old_logprobs is not None else st["logprobs"]
                     stats.mismatch.add(trainer_lp, mb.rollout_logprobs, m, st.get("is_weight"))
         return D.all_reduce([float(loss_total)], "sum")[0]
+
+    def _normalize(self, mini: list[Sequence], div: float) -> torch.Tensor:
+        """The loss divisor of this mini-batch, as each rank passes it: DeepSpeed sums the ranks' gradients and
+        then divides by `div`, so each rank divides by (global divisor / div). token-mean: one divisor, the loss
+        tokens of the whole mini-batch. seq-mean-token-mean: per token, its sequence's loss tokens times the
+        sequences with any (set on each sequence as `loss_normalizer`; returned scalar unused)."""
+        counts = [int(s.loss_mask.sum()) for s in mini]
+        # the S ranks of a sequence-parallel group hold the same sequences: each counts once
+        tokens, seqs = (
+            x / SP.size() for x in D.all_reduce([float(sum(counts)), float(sum(c > 0 for c in counts))], "sum")
+        )
+        per_sequence = getattr(self.policy, "settings", None) is not None and (
+            self.policy.settings.loss_agg_mode == "seq-mean-token-mean"
+        )
+        for s, c in zip(mini, counts):
+            s.loss_normalizer = torch.full((len(s),), max(c, 1) * seqs / div) if per_sequence else None
+        return torch.tensor(max(tokens, 1.0) / div, device=self.device)
 
     def _track_nonfinite(self, loss: float, grad_norm: float, stats: UpdateStats) -> None:
         # DeepSpeed already skips the step when the global gradient norm overflows; we count and bound it.

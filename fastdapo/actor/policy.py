@@ -39,6 +39,7 @@ class LossSettings:
     log_ratio_bound: float | None = 20.0
     rollout_correction: str = "none"
     rollout_correction_cap: float = 2.0
+    loss_agg_mode: str = "token-mean"
 
     @classmethod
     def from_config(cls, cfg: Config) -> LossSettings:
@@ -53,6 +54,7 @@ class LossSettings:
             a.log_ratio_bound,
             resolved_correction(cfg),
             a.rollout_correction_cap,
+            a.loss_agg_mode,
         )
 
 
@@ -100,7 +102,7 @@ class PolicyWithLoss(nn.Module):
             eps_low=s.eps_low,
             eps_high=s.eps_high,
             temperature=s.temperature,
-            normalizer=normalizer,
+            normalizer=normalizer if mb.loss_normalizer is None else mb.loss_normalizer,
             impl=s.impl,
             dual_clip=s.dual_clip,
             log_ratio_bound=s.log_ratio_bound,

@@ -11,7 +11,7 @@ from fastdapo.algorithm.dynamic_sampling import Group
 
 # Per-token float data of a sequence, aligned to the predicting position t (t predicts token t+1);
 # packing lays out exactly these attributes next to the tokens.
-TOKEN_FIELDS = ("advantages", "old_logprobs", "rollout_logprobs")
+TOKEN_FIELDS = ("advantages", "old_logprobs", "rollout_logprobs", "loss_normalizer")
 
 
 @dataclass
@@ -23,6 +23,9 @@ class Sequence:
     # [L] float32: the sampling engine's log-prob of each response token (0 off the response); None when the
     # engine recorded none. Feeds the rollout-correction weights and the rollout_corr/* metrics.
     rollout_logprobs: torch.Tensor | None = None
+    # [L] float32: each token's divisor in the loss (algorithm.loss_agg_mode seq-mean-token-mean), set by the
+    # actor per mini-batch; None: one divisor for the whole mini-batch (token-mean)
+    loss_normalizer: torch.Tensor | None = None
     prompt_len: int = 0  # tokens of input_ids that are prompt (0 = unknown: the prompt cannot be shared)
     group: int | None = None  # sequences of one group share their prompt (see fastdapo.packing.shared_prompt)
 

@@ -173,7 +173,23 @@ class AlgorithmConfig:
     log_ratio_bound: float = field(
         default=20.0, metadata=rng(0, 80, lo_open=True, help="logp - logp_old is clamped to +-this before exp")
     )
+    loss_agg_mode: str = field(
+        default="token-mean",
+        metadata=choice(
+            "token-mean",
+            "seq-mean-token-mean",
+            help="token-mean = DAPO's token-level loss (every token of the mini-batch weighs the same); "
+            "seq-mean-token-mean = GRPO's sample-level loss (each response's token mean, averaged over responses)",
+        ),
+    )
     reward: str = field(default="dapo", metadata=choice("dapo", "math_verify", help="reward function by name"))
+    reward_boxed_fallback: bool = field(
+        default=False,
+        metadata={
+            "help": "dapo reward: a response without an Answer: line is judged by its last \\boxed{} in the last "
+            "100 characters, compared verbatim with the ground truth (verl >= 0.9.1); off = verl <= 0.9.0, the paper"
+        },
+    )
     rollout_correction: str = field(
         default="auto",
         metadata=choice(

@@ -28,7 +28,8 @@ class Timer:
 def rollout_metrics(outcome: SamplingOutcome) -> dict:
     """Reward/accuracy/length over every generated sample of the step, reduced over ranks.
 
-    filter/kept_groups_frac is the fraction of generated groups that pass the informative filter.
+    filter/kept_groups_frac is the fraction of generated groups that pass the informative filter;
+    filter/exhausted is 1 when max_num_gen_batches ended the step with fewer groups than train_batch_size.
     """
     gens = [(g, s, a) for grp in outcome.generated for g, s, a in zip(grp.generations, grp.scores, grp.accs)]
     lens = [len(g.response_ids) for g, _, _ in gens]
@@ -55,6 +56,7 @@ def rollout_metrics(outcome: SamplingOutcome) -> dict:
         "filter/kept_groups_frac": informative / max(generated, 1),
         "filter/kept_groups": len(outcome.kept_uids),
         "filter/gen_batches": outcome.gen_batches,
+        "filter/exhausted": float(outcome.exhausted),  # 1: max_num_gen_batches stopped it short of the batch
     }
 
 

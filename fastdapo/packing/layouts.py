@@ -7,8 +7,8 @@ per-token outputs map back to the sequences.
   live on "slots" (one per response token) instead of row positions.
 
 Per-token data follow the "predicting position" convention: at position (or slot) ``t`` the model
-predicts ``targets[t]``; ``loss_mask``, ``advantages``, ``old_logprobs`` and ``rollout_logprobs`` refer to that
-prediction.
+predicts ``targets[t]``; ``loss_mask``, ``advantages``, ``old_logprobs``, ``rollout_logprobs`` and ``loss_normalizer``
+refer to that prediction.
 All layouts pass ``use_cache=False``: with a cache object present transformers does not treat
 restarting position ids as packed sequences.
 """
@@ -43,6 +43,7 @@ class MicroBatch:
     advantages: torch.Tensor | None = None  # [N] float32
     old_logprobs: torch.Tensor | None = None  # [N] float32; None: on-policy (ratio 1)
     rollout_logprobs: torch.Tensor | None = None  # [N] float32: the sampling engine's log-probs, if recorded
+    loss_normalizer: torch.Tensor | None = None  # [N] float32: per-token loss divisors; None: the actor's scalar
 
     @property
     def seq_lens(self) -> list[int]:
@@ -59,6 +60,7 @@ class MicroBatch:
             "advantages",
             "old_logprobs",
             "rollout_logprobs",
+            "loss_normalizer",
         ):
             t = getattr(self, name)
             if t is not None:

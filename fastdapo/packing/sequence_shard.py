@@ -17,7 +17,7 @@ from fastdapo.packing.layouts import VARLEN_IMPLS, MicroBatch, PackedBatch, Shar
 
 __all__ = ["SequenceShard", "shard_micro_batch", "predicting_positions"]
 
-_PER_SLOT = ("targets", "loss_mask", "advantages", "old_logprobs", "rollout_logprobs")
+_PER_SLOT = ("targets", "loss_mask", "advantages", "old_logprobs", "rollout_logprobs", "loss_normalizer")
 
 
 def predicting_positions(mb: MicroBatch) -> torch.Tensor:

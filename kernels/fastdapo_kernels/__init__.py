@@ -19,7 +19,9 @@ Loss per token (ratio r = exp(clamp(logp - old, -log_ratio_bound, log_ratio_boun
 clamp is active the token has no gradient; None = no clamp):
 obj = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), and for A < 0 the dual clip
 obj = max(obj, dual_clip * A) (default 3.0 as in verl; None turns it off);
-loss = -(1/normalizer) * sum_t mask_t * w_t * obj_t.
+loss = -sum_t mask_t * w_t * obj_t / normalizer_t, where ``normalizer`` is one number (None ->
+mask.sum(); token-mean) or a tensor shaped like ``targets`` giving each token's divisor (e.g.
+seq-mean-token-mean: the token's sequence length times the number of sequences).
 
 Rollout correction (mismatch between the sampling engine and the trainer's old policy), with
 rho_t = exp(old_t - rollout_logprobs_t) (old_t = the detached current logp when

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .dapo_math import ClipConfig, RolloutCorrection, TokenTerms, loss_stats, token_terms
+from .dapo_math import ClipConfig, RolloutCorrection, TokenTerms, aggregate, loss_stats, token_terms
 from .logit_head import LogitHead
 
 
@@ -18,7 +18,7 @@ class LossInputs:
     advantages: torch.Tensor
     mask: torch.Tensor
     clip: ClipConfig
-    inv_norm: torch.Tensor
+    inv_norm: torch.Tensor  # 0-d, or [N] for a per-token normalizer
     rollout_logprobs: torch.Tensor | None = None
     correction: RolloutCorrection = RolloutCorrection()
 
@@ -30,6 +30,7 @@ class LossInputs:
             advantages=self.advantages[sl],
             mask=self.mask[sl],
             rollout_logprobs=pick(self.rollout_logprobs),
+            inv_norm=self.inv_norm if self.inv_norm.dim() == 0 else self.inv_norm[sl],
         )
 
     def terms(self, logp: torch.Tensor) -> TokenTerms:
@@ -46,7 +47,7 @@ class LossInputs:
 
 
 class FusedLinearDapo(torch.autograd.Function):
-    """loss = -(1/normalizer) sum mask * w * min(r A, clip(r) A) with logp from the LM head.
+    """loss = -sum mask * w * min(r A, clip(r) A) / normalizer with logp from the LM head.
 
     Outputs (loss, logprobs, entropy, clip_code, grad_logp, is_weight, is_clipped); only ``loss``
     is differentiable (with respect to hidden, weight and bias).
@@ -60,7 +61,7 @@ class FusedLinearDapo(torch.autograd.Function):
             "db": bias is not None and ctx.needs_input_grad[2],
         }
         terms, logp, entropy, saved = backend.loss_forward(hidden, weight, bias, targets, inputs, head, need)
-        loss = -(terms.objective.sum() * inputs.inv_norm)
+        loss = aggregate(terms.objective, inputs.inv_norm)
         ctx.backend = backend
         ctx.meta = {
             "head": head,
@@ -91,7 +92,7 @@ def dapo_loss(backend, hidden, weight, bias, targets, inputs: LossInputs, head: 
     else:
         none = {"dh": False, "dw": False, "db": False}
         terms, logp, entropy, _ = backend.loss_forward(hidden, weight, bias, targets, inputs, head, none)
-        loss = -(terms.objective.sum() * inputs.inv_norm)
+        loss = aggregate(terms.objective, inputs.inv_norm)
     stats = {"logprobs": logp, "entropy": entropy}
     stats.update(loss_stats(terms, inputs.mask))
     return loss, stats

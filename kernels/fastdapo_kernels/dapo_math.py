@@ -8,9 +8,11 @@ advantage, the per-token objective is
     obj = max(obj, c*A)  for A < 0                             (dual clip, c > 1; None = off)
     obj = w * obj                                              (rollout correction weight)
 
-and loss = -(1/normalizer) * sum_t mask_t * obj_t.  The gradient of the loss with respect to
-logp_t is g_t = -w_t (A_t r_t)/normalizer when the unclipped branch is the active one and the
-log-ratio clamp is not, else 0.
+and loss = -sum_t mask_t * obj_t / normalizer_t, with one normalizer for every token (token-mean: the
+mini-batch's loss-token count) or one per token (seq-mean-token-mean: the token's sequence length times
+the number of sequences).  The gradient of the loss with respect to logp_t is
+g_t = -w_t (A_t r_t)/normalizer_t when the unclipped branch is the active one and the log-ratio clamp
+is not, else 0.
 
 Rollout correction (rho = exp(old - rollout), old = the detached logp on the on-policy path):
 "tis" weights each token by w = min(rho, C); "mis" keeps tokens with 1/C <= rho <= C (w = 1)
@@ -66,18 +68,31 @@ class TokenTerms:
 
 
 def inverse_normalizer(mask: torch.Tensor, normalizer) -> torch.Tensor:
-    """0-d float32 tensor 1/normalizer on mask's device (None -> mask.sum(), at least 1)."""
+    """1/normalizer as float32 on mask's device: 0-d for one value (None -> mask.sum(), at least 1), or [N]
+    for a per-token normalizer shaped like mask (0 where mask is False, so padding never divides by 0)."""
     if normalizer is None:
         denom = mask.sum().to(torch.float32).clamp_min(1.0)
     elif isinstance(normalizer, torch.Tensor):
+        if normalizer.numel() == mask.numel() and normalizer.dim() > 0:
+            per_token = normalizer.detach().reshape(mask.shape).to(device=mask.device, dtype=torch.float32)
+            return torch.where(mask, 1.0 / torch.where(mask, per_token, 1.0), 0.0)
         if normalizer.numel() != 1:
-            raise ValueError("normalizer tensor must hold a single value")
+            raise ValueError(
+                f"normalizer must hold one value or one per token ({mask.numel()}), got {normalizer.numel()}"
+            )
         denom = normalizer.detach().reshape(()).to(device=mask.device, dtype=torch.float32)
     else:
         if not float(normalizer) > 0:
             raise ValueError(f"normalizer must be > 0, got {normalizer}")
         denom = torch.tensor(float(normalizer), dtype=torch.float32, device=mask.device)
     return 1.0 / denom
+
+
+def aggregate(objective: torch.Tensor, inv_norm: torch.Tensor) -> torch.Tensor:
+    """-(sum_t objective_t / normalizer_t): the loss from the per-token terms."""
+    if inv_norm.dim() == 0:
+        return -(objective.sum() * inv_norm)
+    return -(objective * inv_norm).sum()
 
 
 def rollout_weights(old_ref, rollout_logprobs, correction: RolloutCorrection):

@@ -96,7 +96,11 @@ def reference_dapo_loss(
             is_weight = (~is_out).to(logp.dtype)
     if normalizer is None:
         normalizer = mask.sum().clamp_min(1)
-    loss = -torch.where(mask, is_weight * obj, 0.0).sum() / normalizer
+    if isinstance(normalizer, torch.Tensor) and normalizer.dim() > 0 and normalizer.numel() == mask.numel():
+        per_token = normalizer.reshape(mask.shape).to(logp.dtype)  # seq-mean-token-mean: one divisor per token
+        loss = -torch.where(mask, is_weight * obj / torch.where(mask, per_token, 1.0), 0.0).sum()
+    else:
+        loss = -torch.where(mask, is_weight * obj, 0.0).sum() / normalizer
     with torch.no_grad():
         denom = mask.sum().clamp_min(1).to(logp.dtype)
         r = ratio.detach()

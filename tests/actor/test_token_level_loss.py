@@ -1,4 +1,5 @@
-"""Token-level loss: K accumulated micro-batches give the gradient of the whole mini-batch as one."""
+"""Loss aggregation: K accumulated micro-batches give the gradient of the whole mini-batch as one, for the
+token-level loss (token-mean) and the sample-level one (seq-mean-token-mean)."""
 
 import pytest
 import torch
@@ -31,20 +32,22 @@ def make_sequences(seed=0, n=10):
     return seqs
 
 
-def actor_grads(seqs, max_tokens):
+def actor_grads(seqs, max_tokens, mode="token-mean"):
     D.init_distributed(torch.device("cpu"), "gloo")
     model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
     cfg = load_config()
     cfg.distributed.zero_stage = 0
-    engine = build_ds_engine(PolicyWithLoss(model, LossSettings(impl="torch")), cfg, torch.float32, torch.device("cpu"))
+    policy = PolicyWithLoss(model, LossSettings(impl="torch", loss_agg_mode=mode))
+    engine = build_ds_engine(policy, cfg, torch.float32, torch.device("cpu"))
     actor = Actor(engine, build_packer(max_tokens, model.config._attn_implementation, False), torch.device("cpu"))
     loss = actor.accumulate_gradients(seqs)
     n_micro = len(actor.micro_batches(seqs))
     return loss, {n: p.grad.clone() for n, p in model.named_parameters()}, n_micro
 
 
-def reference_grads(seqs, per_micro=None):
-    """Plain autograd over each sequence run alone; optionally the buggy per-micro-batch mean."""
+def reference_grads(seqs, per_micro=None, mode="token-mean"):
+    """Plain autograd over each sequence run alone; optionally the buggy per-micro-batch mean. seq-mean-token-mean:
+    each sequence's token-mean loss, averaged over the sequences that have a loss token (verl's definition)."""
     model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
     hs, tg, old, adv, mask = [], [], [], [], []
     for s in seqs:
@@ -55,7 +58,14 @@ def reference_grads(seqs, per_micro=None):
         adv.append(s.advantages)
         mask.append(s.loss_mask)
     w = model.lm_head.weight
-    if per_micro is None:
+    if mode == "seq-mean-token-mean":
+        losses = [
+            reference_dapo_loss(h, w, t, o, a, m, dual_clip=None)[0]
+            for h, t, o, a, m in zip(hs, tg, old, adv, mask)
+            if m.any()
+        ]
+        loss = torch.stack(losses).mean()
+    elif per_micro is None:
         loss, _ = reference_dapo_loss(
             torch.cat(hs), w, torch.cat(tg), torch.cat(old), torch.cat(adv), torch.cat(mask), dual_clip=None
         )  # as LossSettings below
@@ -83,11 +93,13 @@ def rel_err(a, b):
     return num / sum(float(b[k].pow(2).sum()) for k in b) ** 0.5
 
 
-def test_accumulated_micro_batches_equal_one_batch():
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean"])
+def test_accumulated_micro_batches_equal_one_batch(mode):
     seqs = make_sequences()
-    ref_loss, ref = reference_grads(seqs)
-    loss_1, g_1, n_1 = actor_grads(seqs, max_tokens=10_000)
-    loss_k, g_k, n_k = actor_grads(seqs, max_tokens=24)
+    seqs[3].loss_mask[:] = False  # an overlong-filtered response: no loss token, and not counted as a sequence
+    ref_loss, ref = reference_grads(seqs, mode=mode)
+    loss_1, g_1, n_1 = actor_grads(seqs, max_tokens=10_000, mode=mode)
+    loss_k, g_k, n_k = actor_grads(seqs, max_tokens=24, mode=mode)
     assert n_1 == 1 and n_k >= 4
     assert rel_err(g_1, ref) <= 1e-5 and rel_err(g_k, ref) <= 1e-5 and rel_err(g_k, g_1) <= 1e-5
     assert loss_k == pytest.approx(ref_loss, rel=1e-5) and loss_1 == pytest.approx(ref_loss, rel=1e-5)
@@ -97,7 +109,9 @@ def test_per_micro_batch_mean_would_be_detected():
     seqs = make_sequences(seed=1)
     _, ref = reference_grads(seqs)
     _, buggy = reference_grads(seqs, per_micro=3)
-    assert rel_err(buggy, ref) > 1e-2  # the equality test above is sensitive to the normalization
+    _, sample_level = reference_grads(seqs, mode="seq-mean-token-mean")
+    # the equality test above is sensitive to the normalization, and the two modes differ
+    assert rel_err(buggy, ref) > 1e-2 and rel_err(sample_level, ref) > 1e-2
 
 
 def test_on_policy_update_equals_explicit_old_logprob_pass():

@@ -150,3 +150,28 @@ def test_on_policy_none_equals_passing_current_logprobs(impl):
     assert l0 == pytest.approx(l1, rel=1e-5, abs=1e-7) and c0 == c1 == 0.0
     assert torch.allclose(dh0, dh1, atol=1e-6) and torch.allclose(dw0, dw1, atol=1e-6)
     assert dh0.abs().sum() > 0
+
+
+def test_per_token_normalizer_is_seq_mean_token_mean(impl):
+    """Per-token divisors L_s * num_sequences give verl's seq-mean-token-mean: the mean over sequences of each
+    sequence's mean token loss; the kernels match the float64 reference with them (loss and gradients)."""
+    case = make_case(n=40, vocab=1000, seed=9, mask_frac=0.2)
+    seq = torch.tensor([0] * 5 + [1] * 17 + [2] * 3 + [3] * 15)  # four packed sequences of unequal length
+    tokens = torch.zeros(4).index_add_(0, seq, case.mask.float())
+    (loss, *_), _ = check_against_reference(case, impl, normalizer=tokens[seq] * 4)
+    # the same number from the definition: each sequence's token-mean loss, averaged over the sequences
+    per_seq = [
+        fused_linear_dapo_loss(
+            case.hidden[seq == s],
+            case.weight,
+            case.targets[seq == s],
+            case.old[seq == s],
+            case.adv[seq == s],
+            case.mask[seq == s],
+            impl="torch",
+        )[0]
+        for s in range(4)
+    ]
+    torch.testing.assert_close(loss, torch.stack(per_seq).mean(), rtol=1e-5, atol=1e-6)
+    token_mean, _ = fused_linear_dapo_loss(case.hidden, case.weight, case.targets, case.old, case.adv, case.mask)
+    assert abs(loss.item() - token_mean.item()) > 1e-3  # the short sequences weigh more
