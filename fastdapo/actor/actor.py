@@ -33,6 +33,7 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     clip_low: float = 0.0  # token-weighted sums, divided at the end
     clip_high: float = 0.0
+    clip_dual: float = 0.0
     entropy: float = 0.0
     prob: float = 0.0
     tokens: float = 0.0
@@ -45,11 +46,9 @@ class UpdateStats:
     def summary(self) -> dict:
         """Means over every loss token of every rank (entropy/prob as seen by the update passes)."""
         p = self.packing
-        low, high, ent, prob, tokens, slots, real, plain = D.all_reduce(
-            [
-                float(x)
-                for x in (self.clip_low, self.clip_high, self.entropy, self.prob, self.tokens, p.slots, p.real, p.plain)
-            ]
+        sums = (self.clip_low, self.clip_high, self.clip_dual, self.entropy, self.prob, self.tokens)
+        low, high, dual, ent, prob, tokens, slots, real, plain = D.all_reduce(
+            [float(x) for x in (*sums, p.slots, p.real, p.plain)]
         )
         t = max(tokens, 1.0)
         finite = [g for g in self.grad_norms if math.isfinite(g)]
@@ -58,6 +57,7 @@ class UpdateStats:
             "grad_norm": sum(finite) / len(finite) if finite else 0.0,
             "clip_frac/low": low / t,
             "clip_frac/high": high / t,
+            "clip_frac/dual": dual / t,
             "entropy/mean": ent / t,
             "logprob/mean_prob": prob / t,
             "lr": self.lr,
@@ -174,6 +174,7 @@ class Actor:
                 n_tok = m.sum()
                 stats.clip_low = stats.clip_low + st["clip_frac_low"] * n_tok
                 stats.clip_high = stats.clip_high + st["clip_frac_high"] * n_tok
+                stats.clip_dual = stats.clip_dual + st["clip_frac_dual"] * n_tok
                 stats.entropy = stats.entropy + st["entropy"].reshape(-1)[m].sum()
                 stats.prob = stats.prob + st["logprobs"].reshape(-1)[m].exp().sum()
                 stats.tokens = stats.tokens + n_tok

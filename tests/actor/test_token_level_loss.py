@@ -198,3 +198,30 @@ def test_shared_prompt_actor_equals_unshared_reference(attn):
                 want = torch.log_softmax(model.lm_head(h[:-1]), -1).gather(-1, s.input_ids[1:, None])[:, 0]
             m = s.loss_mask[:-1]
             torch.testing.assert_close(lp[:-1][m], want[m], atol=1e-5, rtol=0)
+
+
+def test_dual_clip_fraction_is_reported_over_every_loss_token():
+    D.init_distributed(torch.device("cpu"), "gloo")
+    seqs = make_sequences(seed=5)
+    model = tiny_qwen2(VOCAB, 32, 2, 4, seed=3)
+    cfg = load_config()
+    cfg.distributed.zero_stage = 0
+    policy = PolicyWithLoss(model, LossSettings(impl="torch", dual_clip=1.5))
+    engine = build_ds_engine(policy, cfg, torch.float32, torch.device("cpu"))
+    actor = Actor(engine, build_packer(24, "sdpa", False), torch.device("cpu"))
+    stats = UpdateStats()
+    actor.accumulate_gradients(seqs, stats, backward=False)
+    # the same fraction from the reference over the whole batch at once
+    with torch.no_grad():
+        hs = [model.model(input_ids=s.input_ids[None], use_cache=False).last_hidden_state[0] for s in seqs]
+        _, ref = reference_dapo_loss(
+            torch.cat(hs),
+            model.lm_head.weight,
+            torch.cat([torch.cat([s.input_ids[1:], torch.zeros(1, dtype=torch.long)]) for s in seqs]),
+            torch.cat([s.old_logprobs for s in seqs]),
+            torch.cat([s.advantages for s in seqs]),
+            torch.cat([s.loss_mask for s in seqs]),
+            dual_clip=1.5,
+        )
+    got = stats.summary()["clip_frac/dual"]
+    assert got > 0 and got == pytest.approx(float(ref["clip_frac_dual"]), abs=1e-6)

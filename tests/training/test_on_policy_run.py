@@ -38,4 +38,4 @@ def test_single_update_per_step_skips_old_logprob_pass(tmp_path):
     for m in steps:
         assert m["time/old_logprobs"] == 0.0 and m["train/updates"] == 1
         assert m["entropy/mean"] > 0 and 0 < m["logprob/mean_prob"] <= 1
-        assert m["clip_frac/low"] == 0 and m["clip_frac/high"] == 0  # ratio is exactly 1
+        assert m["clip_frac/low"] == m["clip_frac/high"] == m["clip_frac/dual"] == 0  # ratio is exactly 1
