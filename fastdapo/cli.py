@@ -36,6 +36,7 @@ COMMANDS = {
     "plot": "fastdapo.observability.plot:plot_command",
 }
 BENCH_COMMANDS = {
+    "ablation": "fastdapo_bench.ablation:ablation_command",
     "e2e": "fastdapo_bench.e2e:e2e_command",
     "kernels": "fastdapo_bench.kernels:kernels_command",
     "lora": "fastdapo_bench.lora:lora_command",
@@ -149,7 +150,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: str | None, dr
 
 @main.group(cls=LazyGroup, lazy=BENCH_COMMANDS)
 def bench() -> None:
-    """Benchmarks (kernels, packing, end-to-end step time)."""
+    """Benchmarks (kernels, packing, end-to-end step time, the DAPO ablation ladder)."""
 
 
 if __name__ == "__main__":
