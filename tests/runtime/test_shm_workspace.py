@@ -21,7 +21,9 @@ if hasattr(torch.ops, "deepspeed") and hasattr(torch.ops.deepspeed, "inference_a
 else:
     dscomm.all_reduce(t)
 mine = D.shm_workspace_path(rank, os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"])
-print("rank", rank, "sum", t[0].item(), "named", os.path.exists(mine), flush=True)
+# one write: under `python -u` print() writes each piece apart, and rank 1's copied lines could land between them
+sys.stdout.write(f"rank {rank} sum {t[0].item()} named {os.path.exists(mine)}\\n")
+sys.stdout.flush()
 """
 
 # stands in for a rank killed during DeepSpeed's init: its workspace exists, and it never reaches the release
@@ -35,7 +37,7 @@ if os.environ["RANK"] == "1":
 
 def launch(tmp_path, before: str = ""):
     script = tmp_path / "rank.py"
-    script.write_text(RANK.format(before=before))
+    script.write_text(RANK.replace("{before}", before))
     port = free_port()
     (cmd,) = build_commands([], num_procs=2, master_port=port, rank_log_dir=str(tmp_path / "logs"))
     cmd = cmd[: cmd.index("--module")] + [str(script)]
