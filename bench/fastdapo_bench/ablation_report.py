@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .ablation_aggregate import rung_summary
 from .ablation_rungs import RUNGS
+from .machine import cpu_name
 
 __all__ = ["machine_info", "markdown", "write_csv"]
 
@@ -42,13 +43,7 @@ def _git_commit() -> str:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": _version("torch"),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": _version("torch"),
             "transformers": _version("transformers"), "deepspeed": _version("deepspeed"),
             "fastdapo_commit": _git_commit()}  # fmt: skip
 

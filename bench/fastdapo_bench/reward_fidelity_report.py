@@ -8,6 +8,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from .machine import cpu_name
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
@@ -101,14 +103,9 @@ def print_tables(report: dict, show_diffs: bool) -> None:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+        f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
     )
 
 

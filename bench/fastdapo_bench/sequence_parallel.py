@@ -44,6 +44,8 @@ import torch
 
 from fastdapo.runtime import distributed as D
 
+from .machine import cpu_name
+
 __all__ = ["sequence_parallel_command", "run_sequence_parallel_bench"]
 
 MAX_LOSS_DIFF = 1e-4
@@ -177,9 +179,7 @@ def _machine() -> dict:
     import deepspeed
     import transformers
 
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "deepspeed": deepspeed.__version__,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "deepspeed": deepspeed.__version__,
             "transformers": transformers.__version__, "python": platform.python_version()}  # fmt: skip
 
 
