@@ -36,8 +36,8 @@ def test_the_wheel_holds_every_package_and_the_built_in_run(wheel):
     tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert tops == {"fastdapo", "fastdapo_kernels", "fastdapo_bench"}, tops  # no `kernels`, no `bench`
     assert "fastdapo_kernels/triton_fwd.py" in names and "fastdapo_bench/e2e.py" in names
-    toy = zipfile.ZipFile(wheel).read("fastdapo/toy/toy.yaml")
-    assert toy == (ROOT / "configs" / "toy.yaml").read_bytes()  # the file itself, not a link
+    for name in ("toy.yaml", "toy-chain.yaml"):  # the files themselves, not links
+        assert zipfile.ZipFile(wheel).read(f"fastdapo/toy/{name}") == (ROOT / "configs" / name).read_bytes()
     assert any(n.startswith("fastdapo/toy/warm-start/") and n.endswith("model.safetensors") for n in names)
 
 

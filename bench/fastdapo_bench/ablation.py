@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from .ablation_aggregate import read_run, run_summary, step_rows
-from .ablation_plan import DEFAULT_CONFIG, FALLBACK_CONFIG, QUICK_SEEDS, PlanError, RunSpec, plan_runs, resolve_config
+from .ablation_plan import DEFAULT_CONFIG, QUICK_SEEDS, PlanError, RunSpec, plan_runs, resolve_config
 from .ablation_plot import plot_ladder
 from .ablation_report import machine_info, markdown, write_csv
 from .ablation_rungs import rung_names, select_rungs
@@ -76,8 +76,8 @@ def _command(config: str, **opts) -> str:
     "--config",
     default=None,
     metavar="YAML",
-    help=f"Base config of every run. Default {DEFAULT_CONFIG} (the long-reasoning toy task); while that "
-    f"file does not exist, {FALLBACK_CONFIG} (the arithmetic toy run), said in one line.",
+    help=f"Base config of every run. Default {DEFAULT_CONFIG} (the long-reasoning chain toy task; outside a "
+    "checkout, the copy the package carries). configs/toy.yaml runs the ladder on the arithmetic toy task.",
 )
 @click.option(
     "--seeds",
@@ -147,7 +147,7 @@ def ablation_command(config, seeds, steps, rungs, sets, quick, threads, out_dir,
     """
     seeds = seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS)
     try:
-        config = resolve_config(config, echo=click.echo)
+        config = resolve_config(config)
         chosen = select_rungs(rungs)
         specs = plan_runs(config, chosen, seeds, work_dir, quick=quick, steps=steps, user_sets=list(sets))
     except (PlanError, ValueError) as e:

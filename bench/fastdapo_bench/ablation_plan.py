@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastdapo.config import ConfigError, load_config
-from fastdapo.config.load import TOY_CONFIG
+from fastdapo.config.load import TOY_CHAIN_CONFIG
 
 from .ablation_rungs import LADDER_KEYS, Rung
 
-__all__ = ["DEFAULT_CONFIG", "FALLBACK_CONFIG", "QUICK", "PlanError", "RunSpec", "plan_runs", "resolve_config"]
+__all__ = ["DEFAULT_CONFIG", "QUICK", "PlanError", "RunSpec", "plan_runs", "resolve_config"]
 
 DEFAULT_CONFIG = "configs/toy-chain.yaml"  # the long-reasoning toy task the ladder is meant for
-FALLBACK_CONFIG = "configs/toy.yaml"  # the built-in toy run, used while the default does not exist
 
 # --quick: a CI-sized smoke run of the whole ladder (a few minutes on 2 cores). A tiny toy model whose warm start
 # builds in seconds (format noise 0: the tiny model otherwise never answers in the rewarded format, and every
@@ -72,18 +71,14 @@ class RunSpec:
         return shlex.join(self.command)
 
 
-def resolve_config(config: str | None, echo=print) -> str:
-    """The base config path: ``config`` as given (it must exist), else DEFAULT_CONFIG, else, with one line
-    saying so, FALLBACK_CONFIG (or the packaged toy config when this is not a checkout)."""
+def resolve_config(config: str | None) -> str:
+    """The base config path: ``config`` as given (it must exist), else DEFAULT_CONFIG in a checkout, else the
+    copy of it the installed package carries."""
     if config is not None:
         if not Path(config).is_file():
             raise PlanError(f"--config {config}: no such file")
         return config
-    if Path(DEFAULT_CONFIG).is_file():
-        return DEFAULT_CONFIG
-    fallback = FALLBACK_CONFIG if Path(FALLBACK_CONFIG).is_file() else str(TOY_CONFIG)
-    echo(f"note: {DEFAULT_CONFIG} not found; using {fallback} (the built-in arithmetic toy run) as the base config")
-    return fallback
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(TOY_CHAIN_CONFIG)
 
 
 def _value(v: object) -> str:

@@ -14,8 +14,9 @@ from fastdapo.config.preflight import preflight_errors
 from fastdapo.config.rules import check_rules
 from fastdapo.config.schema import Config
 
-# In a checkout this links to configs/toy.yaml; a wheel carries it as a file (package data).
+# In a checkout these link to configs/toy.yaml and configs/toy-chain.yaml; a wheel carries them as files.
 TOY_CONFIG = Path(__file__).resolve().parents[1] / "toy" / "toy.yaml"
+TOY_CHAIN_CONFIG = TOY_CONFIG.with_name("toy-chain.yaml")
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from fastdapo.config.schema import Config
-from fastdapo.toy.spec import MAX_POSITIONS, longest_prompt, num_problems
+from fastdapo.toy.spec import MAX_POSITIONS, chain_positions, chain_space, num_problems, task_longest_prompt
 
 Rule = Callable[[Config], Optional[str]]
 RULES: list[Rule] = []
@@ -93,7 +93,11 @@ def offload_needs_zero(c: Config):
 @rule
 def toy_task_has_training_problems(c: Config):
     t = c.toy
-    if uses_toy_task(c) and t.eval_size >= num_problems(t.max_operand):
+    if not uses_toy_task(c):
+        return None
+    if t.task == "chain" and t.eval_size >= t.chain_problems:
+        return f"toy.eval_size: {t.eval_size} leaves no training problems (toy.chain_problems {t.chain_problems})"
+    if t.task == "arithmetic" and t.eval_size >= num_problems(t.max_operand):
         return (
             f"toy.eval_size: {t.eval_size} leaves no training problems "
             f"(toy.max_operand {t.max_operand} gives {num_problems(t.max_operand)})"
@@ -101,13 +105,36 @@ def toy_task_has_training_problems(c: Config):
 
 
 @rule
+def toy_chain_problems_exist(c: Config):
+    t = c.toy
+    if uses_toy_task(c) and t.task == "chain" and t.chain_problems > chain_space(t.chain_max_steps):
+        return (
+            f"toy.chain_problems: {t.chain_problems} exceeds the {chain_space(t.chain_max_steps)} distinct chains "
+            f"of at most toy.chain_max_steps {t.chain_max_steps} steps"
+        )
+
+
+@rule
 def toy_model_context(c: Config):
     t, r = c.toy, c.rollout
-    need = longest_prompt(t.max_operand) + r.max_response_length
-    if uses_toy_model(c) and uses_toy_task(c) and need > MAX_POSITIONS:
+    prompt = task_longest_prompt(t.task, t.max_operand, t.chain_max_steps)
+    if uses_toy_model(c) and uses_toy_task(c) and prompt + r.max_response_length > MAX_POSITIONS:
         return (
             f"rollout.max_response_length: {r.max_response_length} plus the longest toy prompt "
-            f"({longest_prompt(t.max_operand)}) exceeds the toy model's {MAX_POSITIONS} positions"
+            f"({prompt}) exceeds the toy model's {MAX_POSITIONS} positions"
+        )
+
+
+@rule
+def toy_chain_fits_context(c: Config):
+    # the warm start trains on whole worked responses; one longer than the model's positions would crash it
+    t = c.toy
+    need = chain_positions(t.chain_max_steps)
+    if uses_toy_model(c) and uses_toy_task(c) and t.task == "chain" and need > MAX_POSITIONS:
+        most = max(k for k in range(t.chain_max_steps) if chain_positions(k) <= MAX_POSITIONS)
+        return (
+            f"toy.chain_max_steps: {t.chain_max_steps} needs {need} positions (prompt and worked response), "
+            f"above the toy model's {MAX_POSITIONS}; at most {most} fit"
         )
 
 

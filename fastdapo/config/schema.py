@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from fastdapo.toy.spec import CHAIN_MIN_STEPS, CHAIN_MOST_STEPS
+
 
 def rng(lo=None, hi=None, *, help: str = "", lo_open: bool = False, hi_open: bool = False):
     return {"range": (lo, hi), "lo_open": lo_open, "hi_open": hi_open, "help": help}
@@ -78,13 +80,29 @@ class ToyConfig:
     heads: int = field(default=4, metadata=rng(1, 64, help="toy attention heads"))
     sft_steps: int = field(default=1200, metadata=rng(0, None, help="supervised warm-start steps (cached)"))
     sft_lr: float = field(default=1e-3, metadata=rng(0, 1, lo_open=True, help="warm-start learning rate"))
-    sft_noise: float = field(default=0.0, metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2"))
+    sft_noise: float = field(
+        default=0.0,
+        metadata=rng(0, 1, help="fraction of warm-start answers off by 1-2 (chain: one line's, carried on)"),
+    )
     sft_format_noise: float = field(
         default=0.75, metadata=rng(0, 1, help="fraction of warm-start answers in the wrong format")
     )
     cache_dir: str = field(default=".cache/fastdapo", metadata={"help": "where the warm-started toy model is cached"})
     eval_size: int = field(default=256, metadata=rng(1, None, help="held-out toy problems"))
-    max_operand: int = field(default=20, metadata=rng(2, 10**6, help="toy problems are a+b, a-b with a, b <= this"))
+    task: str = field(
+        default="arithmetic",
+        metadata=choice("arithmetic", "chain", help="arithmetic: What is a+b?; chain: a step repeated, one line each"),
+    )
+    max_operand: int = field(
+        default=20, metadata=rng(2, 10**6, help="arithmetic task: problems are a+b, a-b with a, b <= this")
+    )
+    chain_max_steps: int = field(
+        default=16,
+        metadata=rng(CHAIN_MIN_STEPS, CHAIN_MOST_STEPS, help="chain task: most steps (response lines) of a problem"),
+    )
+    chain_problems: int = field(
+        default=2048, metadata=rng(2, None, help="chain task: distinct problems, eval_size of them held out")
+    )
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""Tiny Qwen2 for the built-in task, warm-started by a short supervised stage (cached on disk).
+"""Tiny Qwen2 for the built-in tasks, warm-started by a short supervised stage (cached on disk).
 
 The warm start imitates a sloppy teacher: with probability `sft_format_noise` it writes
 "The answer is N." instead of the required last line "Answer: N" (which the reward rejects), and
-with probability `sft_noise` the answer is off by 1 or 2. The model learns the arithmetic and
-both phrasings, so sampled accuracy sits well below 100%; RL has to discover which format and which
-answers pay, as with a base model that only sometimes follows the DAPO answer format.
+with probability `sft_noise` the answer is off by 1 or 2 (the chain task: one worked line is, and the slip
+is carried to the answer). The model learns the arithmetic and both phrasings, so sampled accuracy sits well
+below 100%; RL has to discover which format and which answers pay, as with a base model that only sometimes
+follows the DAPO answer format. The demonstrations come from the task `toy.task` names (`toy.tasks`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from fastdapo.config.schema import Config
 from fastdapo.toy.progress import WarmStartProgress
-from fastdapo.toy.spec import MAX_POSITIONS, PROMPT
-from fastdapo.toy.task import solve, toy_splits
+from fastdapo.toy.spec import MAX_POSITIONS
+from fastdapo.toy.tasks import Demo, toy_demo, toy_splits_for
 from fastdapo.toy.tokenizer import build_char_tokenizer
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def _cache_key(cfg: Config) -> str:
         op=t.max_operand,
         ev=t.eval_size,
     )
+    if t.task != "arithmetic":  # the arithmetic key stays as it was, so its shipped and cached warm starts hold
+        spec.update(task=t.task, cs=t.chain_max_steps, cp=t.chain_problems)
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -77,8 +80,7 @@ def _sft(
     problems,
     steps: int,
     lr: float,
-    noise: float = 0.0,
-    format_noise: float = 0.0,
+    demo: Demo,
     batch: int = 64,
     on_step: Callable[[float], None] | None = None,
 ) -> None:
@@ -95,11 +97,10 @@ def _sft(
     model.train()
     for _ in range(steps):
         rows, masks = [], []
-        for a, op, b in rng.sample(problems, min(batch, len(problems))):
-            p = encode(PROMPT.format(a=a, op=op, b=b))
-            answer = solve(a, op, b) + (rng.choice((-2, -1, 1, 2)) if rng.random() < noise else 0)
-            text = f"The answer is {answer}." if rng.random() < format_noise else f"Answer: {answer}"
-            r = encode(text) + [tokenizer.eos_token_id]
+        for problem in rng.sample(problems, min(batch, len(problems))):
+            prompt, response = demo(problem, rng)
+            p = encode(prompt)
+            r = encode(response) + [tokenizer.eos_token_id]
             rows.append(p + r)
             masks.append([0] * len(p) + [1] * len(r))
         width = max(map(len, rows))
@@ -142,11 +143,11 @@ def _build(cfg: Config, target: Path) -> None:
     log.info("warm-starting the toy model (%d supervised steps, built once; cached at %s)", cfg.toy.sft_steps, target)
     tokenizer = build_char_tokenizer()
     t = cfg.toy
-    train, _ = toy_splits(t.max_operand, t.eval_size)
+    train, _ = toy_splits_for(t)
     with torch.random.fork_rng(), WarmStartProgress(t.sft_steps, enabled=cfg.run.progress) as progress:
         # fork_rng: building the cache must not move the run's global RNG (reproducibility)
         model = tiny_qwen2(len(tokenizer), t.hidden_size, t.layers, t.heads)
-        _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, t.sft_noise, t.sft_format_noise, on_step=progress.step)
+        _sft(model, tokenizer, train, t.sft_steps, t.sft_lr, toy_demo(t), on_step=progress.step)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-toy-"))
     # written directly: under a process group transformers' save_pretrained writes weights on rank 0 only,
     # and whichever rank of a launch takes the lock first builds

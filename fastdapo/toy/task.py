@@ -20,6 +20,17 @@ def reference_response(a: int, op: str, b: int) -> str:
     return f"Answer: {solve(a, op, b)}"
 
 
+def arithmetic_demo(
+    problem: tuple[int, str, int], rng: random.Random, noise: float, format_noise: float
+) -> tuple[str, str]:
+    """A warm-start (prompt, response): off by 1-2 with probability `noise`, in the wrong format
+    ("The answer is N.") with probability `format_noise`."""
+    a, op, b = problem
+    answer = solve(a, op, b) + (rng.choice((-2, -1, 1, 2)) if rng.random() < noise else 0)
+    text = f"The answer is {answer}." if rng.random() < format_noise else f"Answer: {answer}"
+    return PROMPT.format(a=a, op=op, b=b), text
+
+
 def toy_splits(max_operand: int, eval_size: int, seed: int = 1234):
     """Disjoint (train, eval) lists of problems; the split is fixed by the seed, not the run seed."""
     probs = all_problems(max_operand)

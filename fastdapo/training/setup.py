@@ -119,10 +119,9 @@ def build_workspace(cfg: Config, device: torch.device) -> Workspace:
 def build_prompts(cfg: Config, tokenizer) -> tuple[list[PromptRecord], list[PromptRecord]]:
     d = cfg.data
     if not d.train_files:
-        from fastdapo.toy.task import to_records, toy_splits
+        from fastdapo.toy.tasks import toy_records
 
-        train, evals = toy_splits(cfg.toy.max_operand, cfg.toy.eval_size)
-        return to_records(train, tokenizer), to_records(evals, tokenizer)
+        return toy_records(cfg.toy, tokenizer)
     from fastdapo.data.loader import load_prompts
 
     def load(files):

@@ -2,6 +2,7 @@
 turns them into valid `fastdapo train` commands. Pure config: nothing trains here."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -118,18 +119,11 @@ def test_plan_quick_preset_and_user_sets(tmp_path):
             plan_runs("configs/toy.yaml", list(RUNGS), 1, tmp_path, user_sets=[bad])
 
 
-def test_default_config_falls_back_to_the_toy_run_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    notes = []
-    fallback = resolve_config(None, echo=notes.append)
-    assert fallback == str(ablation_plan.TOY_CONFIG)  # no configs/ here: the packaged toy config
-    assert len(notes) == 1 and "configs/toy-chain.yaml not found" in notes[0]
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "toy.yaml").write_text("model:\n  path: toy\n")
-    notes.clear()
-    assert resolve_config(None, echo=notes.append) == "configs/toy.yaml" and len(notes) == 1
-    (tmp_path / "configs" / "toy-chain.yaml").write_text("model:\n  path: toy\n")
-    notes.clear()
-    assert resolve_config(None, echo=notes.append) == "configs/toy-chain.yaml" and notes == []
+def test_default_config_is_the_chain_task_in_a_checkout_or_installed(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repository root
+    assert resolve_config(None) == "configs/toy-chain.yaml"
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the copy the package carries
+    assert resolve_config(None) == str(ablation_plan.TOY_CHAIN_CONFIG)
+    assert load_config(resolve_config(None)).toy.task == "chain"
     with pytest.raises(PlanError, match="--config missing.yaml: no such file"):
         resolve_config("missing.yaml")

@@ -30,7 +30,10 @@ OLD_TOY_RUN = {
         sft_format_noise=0.75,
         cache_dir=".cache/fastdapo",
         eval_size=256,
+        task="arithmetic",
         max_operand=20,
+        chain_max_steps=16,
+        chain_problems=2048,
     ),
     "data": dict(train_files=[], eval_files=[], max_prompt_length=2048, apply_chat_template=True, shuffle=True),
     "rollout": dict(

@@ -50,6 +50,21 @@ BAD = [
     (["distributed.offload_params=true"], "distributed.offload_params: needs distributed.zero_stage 3"),
     (["distributed.zero_stage=0", "distributed.offload_optimizer=true"], "distributed.offload_optimizer: needs"),
     (["toy.eval_size=882"], "toy.eval_size: 882 leaves no training problems"),
+    (["toy.task=chain", "toy.eval_size=2048"], "toy.eval_size: 2048 leaves no training problems (toy.chain_problems"),
+    (["toy.task=sorting"], "toy.task: 'sorting' is not allowed; choose one of arithmetic, chain"),
+    (["toy.task=chain", "toy.chain_max_steps=45"], "toy.chain_max_steps: 45 is out of range; allowed [2, 44]"),
+    (
+        ["toy.task=chain", "toy.chain_max_steps=2"],
+        "toy.chain_problems: 2048 exceeds the 1264 distinct chains of at most toy.chain_max_steps 2 steps",
+    ),
+    (
+        ["toy.task=chain", "toy.chain_max_steps=40"],
+        "toy.chain_max_steps: 40 needs 546 positions (prompt and worked response), above the toy model's 512",
+    ),
+    (
+        ["toy.task=chain", "rollout.max_response_length=470", "algorithm.overlong_buffer_len=8"],
+        "rollout.max_response_length: 470 plus the longest toy prompt (57)",
+    ),
     (["rollout.max_response_length=500", "algorithm.overlong_buffer_len=8"], "rollout.max_response_length: 500 plus"),
     (["toy.hidden_size=100", "toy.heads=4"], "toy.hidden_size: 100 must be a multiple of 2 * toy.heads"),
     (["toy.hidden_size=160", "toy.heads=5"], "toy.heads: 5 must be 1, 3 or even"),
@@ -89,9 +104,12 @@ def test_toy_rules_do_not_apply_to_a_real_model():
             "data.train_files=[a.parquet]",
             "rollout.max_response_length=4096",
             "algorithm.overlong_buffer_len=512",
+            "toy.task=chain",
+            "toy.chain_max_steps=40",
+            "toy.chain_problems=100000",
         ],
     )
-    assert cfg.toy.hidden_size == 100
+    assert cfg.toy.hidden_size == 100 and cfg.toy.chain_max_steps == 40
 
 
 def test_every_rule_is_reached_by_the_table():
@@ -106,7 +124,9 @@ def test_every_rule_is_reached_by_the_table():
         "offload_needs_zero": "distributed.offload",
         "boxed_fallback_needs_dapo": "algorithm.reward_boxed_fallback",
         "toy_task_has_training_problems": "toy.eval_size",
+        "toy_chain_problems_exist": "toy.chain_problems",
         "toy_model_context": "rollout.max_response_length",
+        "toy_chain_fits_context": "toy.chain_max_steps",
         "toy_heads_shape": "toy.heads",
         "lora_targets_given": "model.lora.target_modules",
         "sequence_parallel_attention": "distributed.sequence_parallel_size",
