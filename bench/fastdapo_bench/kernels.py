@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import platform
 from pathlib import Path
 
 import click
@@ -25,6 +24,7 @@ import torch
 from .kernel_measure import measure_interleaved, pin_malloc_thresholds
 from .kernel_providers import GRAD_IN_FORWARD, PROVIDERS, Unavailable
 from .kernel_shapes import PRESETS, make_batch, parse_shapes
+from .machine import cpu_name, provenance
 
 PASS_FLOPS = {"fwd": 2, "bwd": 4, "step": 6}
 FIELDS = [
@@ -148,6 +148,7 @@ def write_outputs(rows, out_dir: Path, header: str):
     lines = [header, "", "| " + " | ".join(SHORT.values()) + " |", "|" + "---|" * len(SHORT)]
     for r in rows:
         lines.append("| " + " | ".join(_cells(r)) + " |")
+    lines += ["", *provenance(("liger-kernel", "triton"))]
     (out_dir / "kernels.md").write_text("\n".join(lines) + "\n")
 
 
@@ -178,7 +179,7 @@ def print_table(rows, header):
 def _device_label(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} threads"
 
 
 @click.command("kernels")

@@ -13,7 +13,7 @@ updates on the same synthetic batch (``--seqs`` sequences of 16 prompt + 48 resp
 Models: ``toy`` (the toy run's shape: width 128, 2 layers, its character vocabulary; random init) and
 ``30m`` (width 512, 8 layers, vocabulary 16384: ~27M parameters, random init).
 
-Run: ``python -m fastdapo_bench.lora`` or ``fastdapo bench lora``; writes ``lora.csv`` to ``--out-dir``.
+Run: ``python -m fastdapo_bench.lora`` or ``fastdapo bench lora``; writes ``lora.csv`` and ``lora.md`` to ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 import click
+
+from .machine import provenance
 
 __all__ = ["lora_command", "measure", "MODELS"]
 
@@ -121,17 +123,15 @@ def measure(model: str, rank: int, steps: int = 3, seqs: int = 8, alpha: float |
 def run_lora_bench(models=("toy", "30m"), rank: int = 16, steps: int = 3, seqs: int = 8) -> list[dict]:
     """Every (model, full / LoRA) pair, each in its own subprocess."""
     rows = []
-    env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
+    # the child imports what this process imports (installed packages, or a checkout's folders on sys.path)
+    path = os.pathsep.join(p for p in sys.path if p)
+    env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "PYTHONPATH": path}
+    code = "import json, sys, fastdapo_bench.lora as b; a = sys.argv[1:]; "
+    code += "print('ROW', json.dumps(b.measure(a[0], *map(int, a[1:]))))"
     for model in models:
         for r in (0, rank):
-            code = f"import json, bench.lora as b; print('ROW', json.dumps(b.measure({model!r}, {r}, {steps}, {seqs})))"
-            proc = subprocess.run(
-                [sys.executable, "-c", code],
-                capture_output=True,
-                text=True,
-                env=env,
-                cwd=Path(__file__).resolve().parents[2],
-            )
+            argv = [sys.executable, "-c", code, model, str(r), str(steps), str(seqs)]
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise RuntimeError(f"bench lora {model} rank {r} failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.split("ROW ", 1)[1].splitlines()[0]))
@@ -156,17 +156,29 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed update steps.")
 @click.option("--seqs", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per update.")
 @click.option("--models", default="toy,30m", show_default=True, help="Comma-separated: toy, 30m.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="bench-results", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), default="bench/results/lora", show_default=True,
+              help="Where lora.csv and lora.md are written.")  # fmt: skip
 def lora_command(rank: int, steps: int, seqs: int, models: str, out_dir: str) -> None:
     """LoRA vs full fine-tuning, side by side: trainable params, optimizer state, peak memory, step time."""
-    rows = run_lora_bench(tuple(m for m in models.split(",") if m), rank, steps, seqs)
+    names = tuple(m for m in models.split(",") if m)
+    unknown = [m for m in names if m not in MODELS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{','.join(unknown) or models!r}: choose from {', '.join(MODELS)}", param_hint="--models"
+        )
+    rows = run_lora_bench(names, rank, steps, seqs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "lora.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    click.echo(markdown(rows))
+    text = markdown(rows)
+    notes = [f"LoRA rank {rank} (alpha {2 * rank}) vs full fine-tuning: {steps} timed update(s) of {seqs} sequences "
+             "(16 prompt + 48 response tokens), ZeRO-2, one process, fp32.", "", *provenance()]  # fmt: skip
+    (out / "lora.md").write_text("\n".join(["# fastdapo bench lora", "", text, "", *notes]) + "\n")
+    click.echo(text)
+    click.echo(f"wrote {out / 'lora.csv'} and {out / 'lora.md'}")
 
 
 if __name__ == "__main__":

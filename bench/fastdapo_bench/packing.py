@@ -18,7 +18,8 @@ several times between runs. Throughput is real (unpadded) tokens per second of t
 ``--repeats`` timed passes, after one warm-up micro-batch per layout; layouts are interleaved so that
 load from other processes affects them alike.
 
-Run: ``python -m fastdapo_bench.packing`` or ``fastdapo bench packing``; writes ``packing.csv`` to ``--out-dir``.
+Run: ``python -m fastdapo_bench.packing`` or ``fastdapo bench packing``; writes ``packing.csv`` and ``packing.md``
+to ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from fastdapo.packing.packed import (
     plan_micro_batches,
 )
 from fastdapo.packing.shared_prompt import make_shared_micro_batches
+
+from .machine import provenance
 
 __all__ = ["packing_command", "run_packing_bench", "skewed_lengths"]
 
@@ -194,7 +197,7 @@ def run_packing_bench(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("bench/results"),
     show_default=True,
-    help="Where packing.csv is written.",
+    help="Where packing.csv and packing.md are written.",
 )
 @click.option("--num-seqs", default=64, show_default=True)
 @click.option("--cap", default=512, show_default=True, help="Maximum sequence length.")
@@ -258,7 +261,20 @@ def packing_command(out_dir: Path, threads: int, **kwargs) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    console.print(f"wrote {path}")
+    (out_dir / "packing.md").write_text(markdown(rows, table.title) + "\n".join(provenance()) + "\n")
+    console.print(f"wrote {path} and {out_dir / 'packing.md'}")
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}", "", "| layout | micro-batches | computed tokens | padding | best s | median s | tokens/s "
+             "| vs padded |", "|" + "---|" * 8]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| {r['layout']} | {r['micro_batches']} | {r['computed_tokens']} | {r['padding_fraction']:.1%} "
+            f"| {r['seconds_best']:.3f} | {r['seconds_median']:.3f} | {r['tokens_per_s']:.0f} "
+            f"| {r['speedup_vs_padded']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 if __name__ == "__main__":

@@ -3,12 +3,7 @@ version the per-set and per-rendering tables and the differing decisions, then w
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-from pathlib import Path
-
-from .machine import cpu_name
+from .machine import machine_info, machine_line
 
 
 def _pct(x: float) -> str:
@@ -102,23 +97,6 @@ def print_tables(report: dict, show_diffs: bool) -> None:
     print(tables_markdown(report, show_diffs), end="")
 
 
-def _machine() -> str:
-    return (
-        f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
-
-
-def _commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def markdown_document(report: dict) -> str:
     verl = ", ".join(
         f"{v} (`{r['wheel']}`, sha256 `{r['sha256'][:16]}…`, {'downloaded' if r['fetched'] else 'cached'}"
@@ -129,7 +107,7 @@ def markdown_document(report: dict) -> str:
         "# Reward fidelity: fastdapo's rewards against verl's own `math_dapo.compute_score`",
         "",
         f"Command: `{report.get('command', 'fastdapo bench reward-fidelity')}`  ",
-        f"Machine: {_machine()}; fastdapo {_commit()}  ",
+        machine_line(machine_info()) + "  ",
         f"verl: {verl}; `verl/utils/reward_score/math_dapo.py` read out of each released wheel and loaded alone  ",
         f"Sets: {', '.join(f'`{s}`' for s in report.get('sets_files', report['sets']))}",
         "",

