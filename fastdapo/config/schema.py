@@ -290,6 +290,12 @@ class DistributedConfig:
             "processes / S; needs packed_sdpa or flash attention and head counts divisible by S",
         ),
     )
+    timeout_s: int = field(
+        default=600,
+        metadata=rng(
+            1, None, help="seconds a collective waits for every rank before the run ends with an error (not a hang)"
+        ),
+    )
 
 
 @dataclass

@@ -67,7 +67,7 @@ def lock_run_dir(run_dir: Path) -> RunLock | None:
 
 def train(cfg: Config) -> dict:
     device = D.resolve_device(cfg.run.device)
-    D.init_distributed(device, cfg.distributed.backend)
+    D.init_distributed(device, cfg.distributed.backend, cfg.distributed.timeout_s)
     SP.init_sequence_parallel(cfg.distributed.sequence_parallel_size)  # refuses an S that does not divide
     setup_logging()
     run_dir = Path(cfg.run.output_dir)

@@ -86,6 +86,7 @@ OLD_TOY_RUN = {
         offload_params=False,
         deepspeed_config=None,
         sequence_parallel_size=1,
+        timeout_s=600,
     ),
     "run": dict(
         output_dir="runs/toy",
