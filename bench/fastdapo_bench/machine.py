@@ -43,7 +43,7 @@ def git_commit() -> str:
         dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
         return head.stdout.strip()[:12] + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return f"not a git checkout (fastdapo {version('fastdapo')})"
+        return f"none (not a git checkout; fastdapo {version('fastdapo')})"
 
 
 def machine_info() -> dict:
@@ -67,7 +67,7 @@ def machine_line(info: dict, extra: tuple[str, ...] = ()) -> str:
     versions += [f"{d} {version(d)}" for d in extra]
     gpu = "" if info.get("gpu", "none") == "none" else f", GPU {info['gpu']}"
     return (f"Machine: {info['cpu']}, {info['cores']} cores{gpu}. Python {info['python']}, {', '.join(versions)}. "
-            f"fastdapo {info['fastdapo_commit']}.")  # fmt: skip
+            f"fastdapo commit {info['fastdapo_commit']}.")  # fmt: skip
 
 
 def invocation() -> str:

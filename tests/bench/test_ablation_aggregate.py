@@ -101,7 +101,7 @@ def test_collect_report_and_plot(tmp_path):
             "fastdapo_commit": "abc"}  # fmt: skip
     md = markdown(runs, ["naive-grpo", "dynamic-sampling"], info, "fastdapo bench ablation --quick", "c.yaml")
     lines = md.splitlines()
-    assert lines[0].startswith("# DAPO ablation") and "Machine: cpu, 2 cores" in md and "fastdapo abc." in md
+    assert lines[0].startswith("# DAPO ablation") and "Machine: cpu, 2 cores" in md and "fastdapo commit abc." in md
     assert "Command: `fastdapo bench ablation --quick`" in md
     assert md.index("Machine:") < md.index("Command:") < md.index("| rung |")  # machine, versions, command on top
     naive_row = next(line for line in lines if line.startswith("| Naive GRPO |"))

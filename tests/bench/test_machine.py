@@ -20,6 +20,6 @@ def test_machine_line_names_the_cpu_versions_and_commit():
     line = machine.machine_line(info, extra=("click", "no-such-dist"))
     assert line.startswith(f"Machine: {machine.cpu_name()}, {info['cores']} cores")
     assert f"torch {torch.__version__}" in line and "no-such-dist not installed" in line
-    assert f"fastdapo {info['fastdapo_commit']}" in line and info["fastdapo_commit"]
+    assert f"fastdapo commit {info['fastdapo_commit']}." in line and info["fastdapo_commit"]
     (command, line2) = machine.provenance()
     assert command.startswith("Command: `") and line2.startswith("Machine: ")
