@@ -232,28 +232,10 @@ def packing_command(out_dir: Path, threads: int, **kwargs) -> None:
             f"Qwen2 h={info['hidden']} L={info['layers']} V={info['vocab']}, {info['threads']} threads"
         )
     )
-    for col in (
-        "layout",
-        "micro-batches",
-        "computed tokens",
-        "padding",
-        "s / pass",
-        "median s",
-        "tokens/s",
-        "vs padded",
-    ):
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col == "layout" else "right")
     for r in rows:
-        table.add_row(
-            r["layout"],
-            str(r["micro_batches"]),
-            str(r["computed_tokens"]),
-            f"{r['padding_fraction']:.1%}",
-            f"{r['seconds_best']:.3f}",
-            f"{r['seconds_median']:.3f}",
-            f"{r['tokens_per_s']:.0f}",
-            f"{r['speedup_vs_padded']:.2f}x",
-        )
+        table.add_row(*_cells(r))
     console.print(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "packing.csv"
@@ -265,15 +247,19 @@ def packing_command(out_dir: Path, threads: int, **kwargs) -> None:
     console.print(f"wrote {path} and {out_dir / 'packing.md'}")
 
 
+COLUMNS = ("layout", "micro-batches", "computed tokens", "padding", "best s", "median s", "tokens/s", "vs padded")
+
+
+def _cells(r: dict) -> list[str]:
+    """One row's COLUMNS, formatted alike for the console table and the markdown."""
+    return [r["layout"], str(r["micro_batches"]), str(r["computed_tokens"]), f"{r['padding_fraction']:.1%}",
+            f"{r['seconds_best']:.3f}", f"{r['seconds_median']:.3f}", f"{r['tokens_per_s']:.0f}",
+            f"{r['speedup_vs_padded']:.2f}x"]  # fmt: skip
+
+
 def markdown(rows: list[dict], title: str) -> str:
-    lines = [f"# {title}", "", "| layout | micro-batches | computed tokens | padding | best s | median s | tokens/s "
-             "| vs padded |", "|" + "---|" * 8]  # fmt: skip
-    for r in rows:
-        lines.append(
-            f"| {r['layout']} | {r['micro_batches']} | {r['computed_tokens']} | {r['padding_fraction']:.1%} "
-            f"| {r['seconds_best']:.3f} | {r['seconds_median']:.3f} | {r['tokens_per_s']:.0f} "
-            f"| {r['speedup_vs_padded']:.2f}x |"
-        )
+    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n\n"
 
 
