@@ -28,8 +28,8 @@ from fastdapo.launch_report import failure_lines
 TRAIN = ["--module", "fastdapo.cli", "train"]
 
 
-def _world_info(nnodes: int, procs_per_node: int) -> str:
-    info = {f"node{i}": list(range(procs_per_node)) for i in range(nnodes)}
+def _world_info(nnodes: int, procs_per_node: int, slots: list[int] | None = None) -> str:
+    info = {f"node{i}": list(slots or range(procs_per_node)) for i in range(nnodes)}
     return base64.urlsafe_b64encode(json.dumps(info).encode()).decode()
 
 
@@ -44,9 +44,11 @@ def build_commands(
     master_port: int = 29500,
     report_file: str | None = None,
     rank_log_dir: str | None = None,
+    slots: list[int] | None = None,
 ) -> list[list[str]]:
     """The exact commands to run on this machine (one per node in per-node mode, so one here).
-    `report_file` / `rank_log_dir`: where the per-node launcher writes how each rank ended / their output."""
+    `report_file` / `rank_log_dir`: where the per-node launcher writes how each rank ended / their output.
+    `slots`: the GPU ids of a node's ranks (default 0..num_procs-1)."""
     if hostfile:
         return [
             [
@@ -72,7 +74,7 @@ def build_commands(
             "fastdapo.launch_node",
             *([f"--report_file={report_file}"] if report_file else []),
             *([f"--rank_log_dir={rank_log_dir}"] if rank_log_dir else []),
-            f"--world_info={_world_info(nnodes, num_procs)}",
+            f"--world_info={_world_info(nnodes, num_procs, slots)}",
             f"--node_rank={node_rank}",
             f"--master_addr={master_addr}",
             f"--master_port={master_port}",
@@ -84,6 +86,8 @@ def build_commands(
 
 
 def launch_env() -> dict:
+    from fastdapo.rollout.generator_layout import NODE_GPUS, visible_gpus
+
     env = dict(os.environ)
     try:
         import torch
@@ -93,6 +97,8 @@ def launch_env() -> dict:
         has_cuda = False
     if not has_cuda:
         env.setdefault("DS_ACCELERATOR", "cpu")  # gloo is then picked by the trainer
+    else:  # the ranks see only their own GPUs; a rank's rollout generator takes one of the rest
+        env.setdefault(NODE_GPUS, ",".join(visible_gpus(env, torch.cuda.device_count())))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
@@ -146,6 +152,7 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
                            --master-addr $MASTER_ADDR --num-procs 8 CONFIG
     """
     from fastdapo.config import ConfigError, load_config
+    from fastdapo.rollout.generator_layout import NODE_GPUS, node_gpus, trainer_slots
     from fastdapo.runtime.run_lock import RunDirError, check_run_dir_free
     from fastdapo.runtime.sequence_parallel import SequenceParallelError, check_size
 
@@ -160,6 +167,7 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
             check_size(cfg.distributed.sequence_parallel_size, nnodes * num_procs)
     except (ConfigError, RunDirError, SequenceParallelError) as e:
         raise click.ClickException(str(e)) from None
+    env = launch_env()
     report = None if dry_run or hostfile else tempfile.NamedTemporaryFile(prefix="fastdapo-launch-", suffix=".json")
     cmds = build_commands(
         train_args,
@@ -171,8 +179,8 @@ def launch_command(config, overrides, num_procs, hostfile, nnodes, node_rank, ma
         master_port=master_port,
         report_file=report.name if report else None,
         rank_log_dir=str(Path(cfg.run.output_dir) / "logs") if report else None,
+        slots=trainer_slots(node_gpus(env, 0), num_procs) if NODE_GPUS in env else None,
     )
-    env = launch_env()
     for cmd in cmds:
         prefix = " ".join(f"{k}={env[k]}" for k in ("DS_ACCELERATOR",) if k in env)
         click.echo(f"{prefix + ' ' if prefix else ''}{shlex.join(cmd)}")

@@ -145,3 +145,43 @@ def test_another_rank_output_goes_to_the_console_and_its_log(tmp_path):
     records = json.loads(report.read_text())
     lines, _ = failure_lines(records, proc.returncode)
     assert lines == [f"rank 1 (pid {records[1]['pid']}) failed first: exit code 3; its output: {logs}/rank1.log"]
+
+
+def _rank_env(launcher_env: dict, slots: list[int], local_rank: int) -> dict:
+    """The environment DeepSpeed's per-node launcher gives a rank on a CUDA node (its own accelerator code)."""
+    from deepspeed.accelerator.cuda_accelerator import CUDA_Accelerator
+
+    env = dict(launcher_env, LOCAL_RANK=str(local_rank), LOCAL_SIZE=str(len(slots)))
+    CUDA_Accelerator.__new__(CUDA_Accelerator).set_visible_devices_envs(env, slots)
+    return env
+
+
+def test_async_generators_get_the_gpus_the_launcher_did_not_give_to_ranks(monkeypatch):
+    import torch
+
+    from fastdapo.launch import launch_env
+    from fastdapo.rollout.generator_layout import NODE_GPUS, node_gpus, trainer_slots
+    from fastdapo.training.async_rollout import generator_placement_here
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,6,7")  # the node as the user hands it over
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)  # torchrun's name, left by other tests; not DeepSpeed's
+    env = launch_env()
+    assert env[NODE_GPUS] == "2,3,6,7"
+    slots = trainer_slots(node_gpus(env, 0), 2)
+    (cmd,) = build_commands([], num_procs=2, slots=slots)
+    assert world(cmd) == {"node0": [2, 3]}
+    trainers, generators = [], []
+    for r in (0, 1):
+        rank = _rank_env(env, slots, r)
+        trainers.append(rank["CUDA_VISIBLE_DEVICES"].split(",")[r])  # the rank trains on cuda:LOCAL_RANK
+        with monkeypatch.context() as m:
+            for k, v in rank.items():
+                m.setenv(k, v)
+            m.setattr(torch.cuda, "device_count", lambda: len(slots))
+            generators.append(generator_placement_here(torch.device("cuda", r)).visible_devices)
+    assert trainers == ["2", "3"] and generators == ["6", "7"]
+    # what a rank alone sees once DeepSpeed narrowed it: only its trainer GPUs, so the list must be handed on
+    narrowed = {k: v for k, v in _rank_env(env, slots, 0).items() if k != NODE_GPUS}
+    assert node_gpus(narrowed, 2) == ["2", "3"]

@@ -74,6 +74,16 @@ def torch_engine_holds_a_group(c: Config):
 
 
 @rule
+def async_generator_on_one_device(c: Config):
+    r = c.rollout
+    if r.max_staleness >= 1 and r.tensor_parallel_size > 1:
+        return (
+            f"rollout.tensor_parallel_size: {r.tensor_parallel_size} with rollout.max_staleness {r.max_staleness}: "
+            "each rank's generator process runs on one device of its own; set rollout.tensor_parallel_size=1"
+        )
+
+
+@rule
 def boxed_fallback_needs_dapo(c: Config):
     # math_verify has a box fallback of its own; the switch would silently do nothing there
     a = c.algorithm

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ class GeneratorSpec:
     parent: int = 0  # the trainer's pid
     bucket_bytes: int = BUCKET_BYTES  # the sender's: both ends cut the layout into the same buckets
     engine_kwargs: dict = field(default_factory=dict)
+    device: str = "cpu"  # where it generates and receives weights (rollout.generator_layout)
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the process: its own GPU only
 
 
 @dataclass
@@ -88,6 +91,7 @@ def _build_engine(spec: GeneratorSpec):
 
         return engine, load
     model, tok = load_model_and_tokenizer(spec.model_dir, dtype=dtype, attn_implementation=spec.attn)
+    model.to(spec.device)
     model.config.use_cache = True
     params = dict(model.named_parameters(remove_duplicate=False))
     engine = build_engine(spec.engine, model=model, tokenizer=tok, **spec.engine_kwargs)
@@ -104,16 +108,35 @@ def generator_main(conn, spec: GeneratorSpec) -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
     _die_with_parent(spec.parent)
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(k, None)  # a standalone engine, not a member of the trainer's process group
+    if spec.visible_devices is not None:  # before anything initialises CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec.visible_devices
     import torch
 
     from fastdapo.rollout.weight_transfer import WeightReceiver
 
     torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
+    device = torch.device(spec.device)
+    sending = threading.Lock()  # results from this thread, a failure from the receiver's
+
+    def report(line: str) -> None:
+        with sending:
+            try:
+                conn.send(("error", line))
+            except OSError:
+                pass
+
+    def link_failed(e: BaseException) -> None:  # the trainer may be blocked sending: end now, it sees the exit
+        report(f"weight transfer from the trainer failed: {first_line(e)}")
+        os._exit(1)
+
     try:
-        receiver = WeightReceiver(spec.host, spec.port, spec.layout, spec.bucket_bytes)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        receiver = WeightReceiver(spec.host, spec.port, spec.layout, spec.bucket_bytes, device=device,
+                                  on_error=link_failed)  # fmt: skip
         engine, load = _build_engine(spec)
         conn.send("ready")
         while True:
@@ -126,19 +149,21 @@ def generator_main(conn, spec: GeneratorSpec) -> None:
             t2 = time.perf_counter()
             gens = engine.generate(req.prompts, req.params, seeds=req.seeds)
             t3 = time.perf_counter()
-            conn.send(Result(req.id, receiver.loaded, gens, idle_s=t1 - t0, load_s=t2 - t1, generate_s=t3 - t2))
+            with sending:
+                conn.send(Result(req.id, receiver.loaded, gens, idle_s=t1 - t0, load_s=t2 - t1, generate_s=t3 - t2))
     except EOFError:  # the trainer closed the pipe
         pass
     except BaseException as e:
-        try:
-            conn.send(("error", f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"))
-        except OSError:
-            pass
+        report(first_line(e))
         raise SystemExit(1) from None
     finally:
         close = getattr(locals().get("engine"), "close", None)
         if close is not None:
             close()
+
+
+def first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
 def describe_exit(code: int | None) -> str:
@@ -194,7 +219,15 @@ class GeneratorProcess:
         return msg
 
     def _ended(self) -> GeneratorError:
+        """The process ended: the error it reported, if it did, else how it ended."""
         self.proc.join(5)
+        try:
+            while self.conn.poll(0):
+                msg = self.conn.recv()
+                if isinstance(msg, tuple) and msg and msg[0] == "error":
+                    return GeneratorError(f"rollout generator process (pid {self.proc.pid}) failed: {msg[1]}")
+        except (EOFError, OSError):
+            pass
         return GeneratorError(
             f"rollout generator process (pid {self.proc.pid}) ended: {describe_exit(self.proc.exitcode)}"
         )

@@ -24,6 +24,7 @@ import torch
 from fastdapo.config.schema import Config
 from fastdapo.data.prompt_stream import PromptStream
 from fastdapo.data.records import PromptRecord
+from fastdapo.rollout.generator_layout import Placement, generator_placement, node_gpus
 from fastdapo.rollout.generator_process import GeneratorError, GeneratorProcess, GeneratorSpec, Request, Result
 from fastdapo.rollout.weight_stream import named_weights
 from fastdapo.rollout.weight_transfer import BUCKET_BYTES, WeightSender, layout_of
@@ -78,18 +79,15 @@ def thread_split(cfg: Config) -> tuple[int, int]:
     """(trainer threads, generator threads) out of this process's share of the cores it may run on (its CPU
     affinity, as a scheduler or taskset grants it), shared with the node's other ranks."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    per_rank = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_rank = max(1, cores // D.local_world_size())
     gen = cfg.rollout.generator_threads or max(1, per_rank // 2)
     return max(1, per_rank - gen), gen
 
 
 class AsyncRollout:
     def __init__(self, cfg: Config, ws, position: StreamPosition, model: torch.nn.Module, weights=None):
-        if next(model.parameters()).device.type != "cpu":
-            raise GeneratorError(
-                "rollout.max_staleness >= 1: asynchronous rollouts run on CPU machines in this release (the generator "
-                "needs GPUs of its own on a GPU machine); set rollout.max_staleness=0"
-            )
+        device = next(model.parameters()).device
+        placement = generator_placement_here(device)
         self.cfg, self.k, self.position = cfg, cfg.rollout.max_staleness, position
         self.model, self.weights = model, weights or named_weights
         self.version = 0  # updates applied to the weights being trained
@@ -113,19 +111,22 @@ class AsyncRollout:
             layout=layout,
             seed=cfg.run.seed * 1000 + D.rank(),
             engine_kwargs=engine_kwargs(cfg, ws),
+            device=placement.device,
+            visible_devices=placement.visible_devices,
         )
         self.proc = GeneratorProcess(spec)
+        where = f"GPU {placement.visible_devices}" if placement.visible_devices else f"{gen_threads} thread(s)"
         log.info(
-            "asynchronous rollouts: a %s generator process (pid %d, %d thread(s)) runs up to %d request(s) ahead; "
+            "asynchronous rollouts: a %s generator process (pid %d, %s) runs up to %d request(s) ahead; "
             "the trainer keeps %d thread(s)",
             cfg.rollout.engine,
             self.proc.proc.pid,
-            gen_threads,
+            where,
             self.k,
             trainer_threads,
         )
         try:
-            self.sender = WeightSender("127.0.0.1", port, layout)
+            self.sender = WeightSender("127.0.0.1", port, layout, device=device)
             self.proc.wait_ready()
             self._send_weights()  # version 0: the weights the run starts from (a resumed checkpoint's)
         except BaseException:
@@ -191,6 +192,7 @@ class AsyncRollout:
         try:
             self._send_weights()
         except RuntimeError as e:
+            self.proc.proc.join(5)  # a generator whose link failed reports it and exits
             if not self.proc.proc.is_alive():
                 raise self.proc._ended() from None
             raise GeneratorError(f"weight transfer to the rollout generator failed: {e}") from None
@@ -211,6 +213,12 @@ class AsyncRollout:
         self.proc.close()
 
 
+def generator_placement_here(device: torch.device) -> Placement:
+    """This rank's generator placement (GeneratorError when the node has no GPU for it)."""
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    return generator_placement(str(device), D.local_rank(), D.local_world_size(), node_gpus(dict(os.environ), count))
+
+
 def engine_kwargs(cfg: Config, ws) -> dict:
     """What build_engine needs besides the model (the generator loads its own copy)."""
     r = cfg.rollout
@@ -223,6 +231,7 @@ def engine_kwargs(cfg: Config, ws) -> dict:
         "tensor_parallel_size": r.tensor_parallel_size,
         "max_prompt_length": longest,
         "max_response_length": r.max_response_length,
+        "sleep_mode": False,  # the generator's device is its own: nothing to free it for
     }
 
 

@@ -38,7 +38,7 @@ from fastdapo.runtime import distributed as D
 from fastdapo.runtime import sequence_parallel as SP
 from fastdapo.runtime.run_lock import RunDirError, RunLock
 from fastdapo.runtime.signals import StopSignal
-from fastdapo.training.async_rollout import AsyncEngine, AsyncRollout, StreamPosition
+from fastdapo.training.async_rollout import AsyncEngine, AsyncRollout, StreamPosition, generator_placement_here
 from fastdapo.training.rollout_stage import build_rollout_engine, evaluate_accuracy, generate_and_score
 from fastdapo.training.setup import build_workspace, resolve_dtype
 
@@ -101,6 +101,8 @@ def _train(cfg: Config, device: torch.device, run_dir: Path, cleanup: contextlib
     resume_from = choose_checkpoint(run_dir, cfg.run.resume, D.world_size(), d.zero_stage, d.sequence_parallel_size)
     review_config_changes(resume_from, cfg)  # shown as a diff; a setting the checkpoint fixes is refused
     runlog = RunLog(run_dir, cfg)  # the optional TensorBoard / W&B sinks fail here, before any heavy work
+    if cfg.rollout.max_staleness >= 1:
+        generator_placement_here(device)  # a GPU node without a GPU for each rank's generator: refused now
 
     ws = build_workspace(cfg, device)
     a = cfg.algorithm

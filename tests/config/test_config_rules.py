@@ -47,6 +47,10 @@ BAD = [
     ),
     (["rollout.batch_size=4"], "rollout.batch_size: 4 is below rollout.n 8"),
     (["rollout.batch_size=8", "rollout.eval_n=16"], "rollout.batch_size: 8 is below rollout.eval_n 16"),
+    (
+        ["rollout.max_staleness=1", "rollout.tensor_parallel_size=2"],
+        "rollout.tensor_parallel_size: 2 with rollout.max_staleness 1: each rank's generator process runs on one",
+    ),
     (["distributed.offload_params=true"], "distributed.offload_params: needs distributed.zero_stage 3"),
     (["distributed.zero_stage=0", "distributed.offload_optimizer=true"], "distributed.offload_optimizer: needs"),
     (["toy.eval_size=882"], "toy.eval_size: 882 leaves no training problems"),
@@ -121,6 +125,7 @@ def test_every_rule_is_reached_by_the_table():
         "gen_batch_covers_train_batch": "algorithm.gen_batch_size",
         "overlong_buffer_fits": "overlong_buffer_len",
         "torch_engine_holds_a_group": "rollout.batch_size",
+        "async_generator_on_one_device": "rollout.tensor_parallel_size",
         "offload_needs_zero": "distributed.offload",
         "boxed_fallback_needs_dapo": "algorithm.reward_boxed_fallback",
         "toy_task_has_training_problems": "toy.eval_size",

@@ -86,3 +86,19 @@ def test_a_generator_that_dies_is_named(tmp_path):
             proc.recv(timeout_s=60)
     finally:
         proc.close()
+
+
+def test_a_broken_weight_link_ends_the_generator_with_its_reason(tmp_path):
+    """The trainer may be blocked sending when the link fails: the generator reports why and ends at once."""
+    path, model, _ = model_dir(tmp_path, True)
+    proc, sender = start(path, model)
+    try:
+        sender.send(0, named_weights(model))
+        del sender.pg  # the trainer's end of the link goes away
+        pid = proc.proc.pid
+        with pytest.raises(GeneratorError, match=rf"\(pid {pid}\) failed: weight transfer from the trainer failed"):
+            for _ in range(60):
+                proc.recv(timeout_s=1)
+        assert proc.proc.exitcode == 1
+    finally:
+        proc.close()

@@ -91,3 +91,14 @@ def test_lora_run_syncs_merged_adapters_into_vllm(first):
     assert rows[1]["loss"] != rows[2]["loss"]
     # step 2's rollouts come from the weights synced after step 1's update (adapters non-zero by then)
     assert rows[2]["rollout_corr/logp_abs_diff_max"] < 1e-4, rows[2]
+
+
+def test_async_vllm_generator_follows_the_actor_exactly(first):
+    """rollout.max_staleness=1 with a vLLM generator process: one step behind, and a resumed run's first step
+    (staleness 0, trained weights the generator did not load from disk) samples from the actor's weights."""
+    settings = {"rollout.max_staleness": 1, "run.save_every": 1, "run.steps": 1}
+    run(first[0], "async", **settings)
+    rows = run(first[0], "async", **{**settings, "run.steps": 3, "run.resume": "auto"})
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert rows[2]["async/staleness_max"] == 0 and rows[3]["async/staleness_max"] == 1
+    assert rows[2]["rollout_corr/logp_abs_diff_max"] <= 1e-4, rows[2]

@@ -1,11 +1,12 @@
 """NCCL's device rule, emulated on a CPU machine.
 
-On a GPU the trainer's process group is NCCL, which carries only CUDA tensors: a CPU tensor handed to a
-collective raises "No backend type associated with device type cpu". On a CPU machine the group is gloo and
-the accelerator *is* the CPU, so a wrong device cannot show. This emulation restores the difference: a
-tensor counts as being on the group's device only once fastdapo placed it there through
-`fastdapo.runtime.distributed.to_comm` (what `.to(cuda)` is on a GPU), and a tensor collective called from
-fastdapo code with any other tensor raises NCCL's error. Collectives called by DeepSpeed, vLLM or torch itself
+On a GPU the trainer's process group, and the weight link to an asynchronous generator, are NCCL, which
+carries only CUDA tensors: a CPU tensor handed to a collective raises "No backend type associated with device
+type cpu". On a CPU machine both are gloo and the accelerator *is* the CPU, so a wrong device cannot show. This
+emulation restores the difference: a tensor counts as being on the group's device only once fastdapo placed it
+there through `fastdapo.runtime.distributed.to_comm` (the link's: `fastdapo.rollout.weight_transfer.to_link`;
+what `.to(cuda)` is on a GPU), and a tensor collective called from fastdapo code with any other tensor raises
+NCCL's error. Collectives called by DeepSpeed, vLLM or torch itself
 pass: they communicate model tensors, which live on the training device on a GPU too.
 
 Installed in every Python process that has this folder on PYTHONPATH and FASTDAPO_NCCL_RULE=1 (through
@@ -24,7 +25,11 @@ TENSOR_COLLECTIVES = (
     "all_reduce", "broadcast", "reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter",
     "reduce_scatter_tensor", "all_to_all", "all_to_all_single", "gather", "scatter", "send", "recv", "isend", "irecv",
 )  # fmt: skip
-PATCHED = {"torch.distributed": "_guard_collectives", "fastdapo.runtime.distributed": "_mark_placement"}
+PATCHED = {
+    "torch.distributed": "_guard_collectives",
+    "fastdapo.runtime.distributed": "_mark_placement",
+    "fastdapo.rollout.weight_transfer": "_guard_link",  # the trainer -> generator weight link, NCCL between GPUs
+}
 
 
 def _tensors(args, kwargs):
@@ -45,7 +50,7 @@ def _guard(name, fn):
                 if not getattr(t, MARK, False):
                     raise RuntimeError(
                         f"No backend type associated with device type {t.device.type} (emulated NCCL rule: "
-                        f"{caller} called torch.distributed.{name} with a tensor not placed on the group's device)"
+                        f"{caller} called {name} with a tensor not placed on the group's device)"
                     )
         return fn(*args, **kwargs)
 
@@ -57,21 +62,29 @@ def _guard_collectives(module):
     for name in TENSOR_COLLECTIVES:
         fn = getattr(module, name, None)
         if fn is not None and not hasattr(fn, "_emulated_nccl"):  # (torch's own wrappers carry __wrapped__)
-            setattr(module, name, _guard(name, fn))
+            setattr(module, name, _guard(f"torch.distributed.{name}", fn))
 
 
-def _mark_placement(module):
-    place = getattr(module, "to_comm", None)
+def _mark_placement(module, name="to_comm"):
+    place = getattr(module, name, None)
     if place is None or hasattr(place, "_emulated_nccl"):
         return  # code without the one placement function: nothing it sends counts as on the group's device
 
-    def to_comm(t):
-        out = place(t)
+    def placed(t, *args, **kwargs):
+        out = place(t, *args, **kwargs)
         setattr(out, MARK, True)
         return out
 
-    to_comm._emulated_nccl = True
-    module.to_comm = to_comm
+    placed._emulated_nccl = True
+    setattr(module, name, placed)
+
+
+def _guard_link(module):
+    """The weight link's broadcast serves only tensors placed by its ``to_link``."""
+    _mark_placement(module, "to_link")
+    fn = getattr(module, "link_broadcast", None)
+    if fn is not None and not hasattr(fn, "_emulated_nccl"):
+        module.link_broadcast = _guard("link_broadcast", fn)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
