@@ -48,16 +48,17 @@ def git_commit() -> str:
 
 def machine_info() -> dict:
     """The CPU, its cores, the versions a result depends on, and the fastdapo commit."""
-    gpu = "none"
+    gpu, torch_version = "none", version("torch")
     try:
         import torch
 
+        torch_version = torch.__version__  # with its build (+cpu, +cu132): the wheel's metadata may drop it
         if torch.cuda.is_available():
             gpu = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": version("torch"), "transformers": version("transformers"), "deepspeed": version("deepspeed"),
+            "torch": torch_version, "transformers": version("transformers"), "deepspeed": version("deepspeed"),
             "fastdapo_commit": git_commit()}  # fmt: skip
 
 
