@@ -4,6 +4,7 @@ both synchronous and with asynchronous rollouts (max_staleness 1, 1 generator + 
 
 import csv
 import math
+import os
 
 import click
 import pytest
@@ -29,7 +30,17 @@ SPEC = {
 }
 
 
-def test_trl_config_matches_shape(tmp_path):
+@pytest.fixture
+def environ_restored():
+    """TrainingArguments starts accelerate's state, which writes MASTER_ADDR/MASTER_PORT (29500) into this
+    process's environment: every later run the suite starts would inherit that fixed port."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_trl_config_matches_shape(tmp_path, environ_restored):
     pytest.importorskip("trl")
     from fastdapo_bench.e2e_trl import build_grpo_config
 
