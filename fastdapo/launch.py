@@ -126,7 +126,7 @@ def _run_forwarding_signals(cmd: list[str], env: dict) -> int:
     default=1,
     show_default=True,
     type=click.IntRange(1),
-    help="Processes per node (GPUs per node on CUDA).",
+    help="Processes per node: one per trainer GPU on CUDA (rollout.max_staleness >= 1 takes as many GPUs again).",
 )
 @click.option(
     "--hostfile",
