@@ -30,14 +30,18 @@ def visible_gpus(env: dict, device_count: int) -> list[str]:
     listed = env.get("CUDA_VISIBLE_DEVICES")
     if listed is None:
         return [str(i) for i in range(device_count)]
-    return [d.strip() for d in listed.split(",") if d.strip()][:device_count]
+    return _ids(listed)[:device_count]
+
+
+def _ids(listed: str) -> list[str]:
+    return [d.strip() for d in listed.split(",") if d.strip()]
 
 
 def node_gpus(env: dict, device_count: int) -> list[str]:
     """The node's GPU ids: as the launcher saw them when it passed them on, else as this process sees them."""
     listed = env.get(NODE_GPUS)
     if listed is not None:
-        return [d.strip() for d in listed.split(",") if d.strip()]
+        return _ids(listed)
     return visible_gpus(env, device_count)
 
 

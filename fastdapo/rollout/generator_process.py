@@ -213,19 +213,24 @@ class GeneratorProcess:
             msg = self.conn.recv()
         except (EOFError, OSError):
             raise self._ended() from None
-        if isinstance(msg, tuple) and msg and msg[0] == "error":
+        if (failure := self._reported(msg)) is not None:
             self.proc.join(5)
-            raise GeneratorError(f"rollout generator process (pid {self.proc.pid}) failed: {msg[1]}")
+            raise failure
         return msg
+
+    def _reported(self, msg) -> GeneratorError | None:
+        """The error the generator reported in ``msg``, if it is one."""
+        if isinstance(msg, tuple) and msg and msg[0] == "error":
+            return GeneratorError(f"rollout generator process (pid {self.proc.pid}) failed: {msg[1]}")
+        return None
 
     def _ended(self) -> GeneratorError:
         """The process ended: the error it reported, if it did, else how it ended."""
         self.proc.join(5)
         try:
             while self.conn.poll(0):
-                msg = self.conn.recv()
-                if isinstance(msg, tuple) and msg and msg[0] == "error":
-                    return GeneratorError(f"rollout generator process (pid {self.proc.pid}) failed: {msg[1]}")
+                if (failure := self._reported(self.conn.recv())) is not None:
+                    return failure
         except (EOFError, OSError):
             pass
         return GeneratorError(
