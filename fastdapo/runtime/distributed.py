@@ -17,6 +17,8 @@ import socket
 import torch
 import torch.distributed as dist
 
+from fastdapo.config.load import ConfigError
+
 
 def free_port() -> int:
     """A TCP port free on this host right now."""
@@ -33,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("run.device is 'cuda' but no CUDA device is visible")
+            raise ConfigError("run.device: 'cuda' but no CUDA device is visible; set run.device=auto or cpu")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
