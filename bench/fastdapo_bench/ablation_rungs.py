@@ -22,9 +22,9 @@ What each rung sets (every rung sets all six keys, so a rung never inherits one 
 buffer and penalty, batch sizes, learning rate, and the dual clip (``algorithm.dual_clip``, c for negative
 advantages), which the rungs do not set. verl keeps c = 3.0 in every actor, the DAPO recipe's naive GRPO included,
 and the paper does not ablate it; at the paper's learning rate (1e-6) a ratio past 3 should be rare, so there
-it is expected to be nearly inert. At the toy's (5e-4) it is not: the later mini-batches of a step move the policy
-far from the sampling one, and c = 3.0 costs the toy DAPO run 13 points (measured: README, "What the toy run
-shows"), which is why configs/toy.yaml turns it off. Taking the base config's value keeps the ladder in the
+it is expected to be nearly inert. At 5e-4 it is not: the later mini-batches of a step move the policy far from
+the sampling one, and c = 3.0 cost the arithmetic toy run 13 points (README, "What the toy run shows"); the toy
+configs, at 2e-4, turn it off. Taking the base config's value keeps the ladder in the
 paper's regime (the dual clip out of the way) and its DAPO rung the toy run plus overlong filtering;
 ``--set algorithm.dual_clip=3.0`` gives verl's setting on every rung. The report states the value the runs used.
 """

@@ -22,7 +22,7 @@ def test_changed_lr_and_steps_are_shown(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         changes = review_config_changes(tmp_path, cfg)
     assert {k for k, _, _ in changes} == {"optimizer.lr", "run.steps"}
-    assert "optimizer.lr: 0.0005 -> 0.001" in caplog.text and "run.steps" in caplog.text
+    assert "optimizer.lr: 0.0002 -> 0.001" in caplog.text and "run.steps" in caplog.text
     assert review_config_changes(None, cfg) == []
 
 

@@ -78,7 +78,7 @@ OLD_TOY_RUN = {
         rollout_correction="auto",
         rollout_correction_cap=2.0,
     ),
-    "optimizer": dict(lr=5e-4, warmup_steps=2, weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.999),
+    "optimizer": dict(lr=2e-4, warmup_steps=2, weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.999),
     "distributed": dict(
         zero_stage=2,
         backend="auto",
