@@ -5,6 +5,7 @@ both synchronous and with asynchronous rollouts (max_staleness 1, 1 generator + 
 import csv
 import math
 import os
+from unittest import mock
 
 import click
 import pytest
@@ -34,10 +35,8 @@ SPEC = {
 def environ_restored():
     """TrainingArguments starts accelerate's state, which writes MASTER_ADDR/MASTER_PORT (29500) into this
     process's environment: every later run the suite starts would inherit that fixed port."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+    with mock.patch.dict(os.environ):
+        yield
 
 
 def test_trl_config_matches_shape(tmp_path, environ_restored):
